@@ -1,0 +1,3 @@
+//! The DAWN engine: GStreamer-free, usable from tests, examples and benchmarks.
+
+pub mod runtime;
