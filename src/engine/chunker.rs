@@ -1,0 +1,176 @@
+//! The chunk scheduler: which frames a chunk generates, which audio it needs, and when it may
+//! run (docs/streaming.md, "Chunks"). Pure arithmetic on sample positions, so the result never
+//! depends on how the audio arrived.
+
+use super::pack::SAMPLES_PER_FRAME;
+
+/// Chunk sizes, in frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkConfig {
+    /// New frames per chunk (C, ≥ 1).
+    pub chunk: usize,
+    /// Diffusion context frames re-used from the previous chunks (L).
+    pub context: usize,
+    /// Look-ahead frames generated and discarded (R).
+    pub lookahead: usize,
+    /// Audio-encoder left and right context (Al, Ar).
+    pub audio_left: usize,
+    pub audio_right: usize,
+    /// PBNet left context (Lp).
+    pub pbnet_left: usize,
+}
+
+/// Engine defaults for the contexts that are not element properties.
+pub const DEFAULT_AUDIO_LEFT: usize = 50;
+pub const DEFAULT_AUDIO_RIGHT: usize = 13;
+pub const DEFAULT_PBNET_LEFT: usize = 100;
+
+impl ChunkConfig {
+    pub fn new(chunk: usize, context: usize, lookahead: usize) -> Self {
+        Self {
+            chunk: chunk.max(1),
+            context,
+            lookahead,
+            audio_left: DEFAULT_AUDIO_LEFT,
+            audio_right: DEFAULT_AUDIO_RIGHT,
+            pbnet_left: DEFAULT_PBNET_LEFT,
+        }
+    }
+
+    /// Frames of audio a chunk waits for beyond its first new frame: the algorithmic latency.
+    pub fn wait_frames(&self) -> usize {
+        self.chunk + self.lookahead + self.audio_right
+    }
+
+    /// Samples that must be kept before the next chunk's first frame.
+    pub fn history_frames(&self) -> usize {
+        self.audio_left
+    }
+}
+
+/// One chunk's frame and sample ranges (all half-open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkPlan {
+    pub index: usize,
+    /// new frames [k0, k1)
+    pub k0: usize,
+    pub k1: usize,
+    /// look-ahead [k1, ke)
+    pub ke: usize,
+    /// audio window [a0, a1) in samples
+    pub a0: usize,
+    pub a1: usize,
+    /// diffusion context [c0, k0)
+    pub c0: usize,
+    /// PBNet window [p0, ke)
+    pub p0: usize,
+}
+
+impl ChunkPlan {
+    pub fn new_frames(&self) -> usize {
+        self.k1 - self.k0
+    }
+    pub fn context_frames(&self) -> usize {
+        self.k0 - self.c0
+    }
+    /// Frames in the diffusion call: context + new + look-ahead.
+    pub fn diffusion_frames(&self) -> usize {
+        self.ke - self.c0
+    }
+}
+
+/// Total frames for a stream of `n_total` samples (the DAWN rule).
+pub fn total_frames(n_total: usize) -> usize {
+    n_total / SAMPLES_PER_FRAME
+}
+
+/// The plan for chunk `index` if it can run now.
+///
+/// `received` is the number of samples received so far; `n_total` is `Some` once EOS has been
+/// seen. Returns `None` when the chunk needs more audio, or when the stream has no more frames.
+pub fn plan(
+    cfg: &ChunkConfig,
+    index: usize,
+    received: usize,
+    n_total: Option<usize>,
+) -> Option<ChunkPlan> {
+    let spf = SAMPLES_PER_FRAME;
+    let k0 = index * cfg.chunk;
+    let n_frames = n_total.map(total_frames).unwrap_or(usize::MAX);
+    if k0 >= n_frames {
+        return None;
+    }
+    let k1 = (k0 + cfg.chunk).min(n_frames);
+    let ke = (k0 + cfg.chunk + cfg.lookahead).min(n_frames);
+    let want = spf * (k0 + cfg.chunk + cfg.lookahead + cfg.audio_right);
+    let a1 = n_total.map_or(want, |n| want.min(n));
+    if received < a1 {
+        return None;
+    }
+    Some(ChunkPlan {
+        index,
+        k0,
+        k1,
+        ke,
+        a0: spf * k0.saturating_sub(cfg.audio_left),
+        a1,
+        c0: k0.saturating_sub(cfg.context),
+        p0: k0.saturating_sub(cfg.pbnet_left),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> ChunkConfig {
+        ChunkConfig {
+            chunk: 8,
+            context: 4,
+            lookahead: 3,
+            audio_left: 6,
+            audio_right: 2,
+            pbnet_left: 10,
+        }
+    }
+
+    #[test]
+    fn chunk_waits_for_lookahead_and_right_context() {
+        let c = cfg();
+        let need = 640 * (8 + 3 + 2);
+        assert_eq!(plan(&c, 0, need - 1, None), None);
+        let p = plan(&c, 0, need, None).unwrap();
+        assert_eq!(
+            (p.k0, p.k1, p.ke, p.a0, p.a1, p.c0, p.p0),
+            (0, 8, 11, 0, need, 0, 0)
+        );
+        let p = plan(&c, 3, 640 * 40, None).unwrap();
+        assert_eq!((p.k0, p.k1, p.ke), (24, 32, 35));
+        assert_eq!((p.a0, p.a1, p.c0, p.p0), (640 * 18, 640 * 37, 20, 14));
+    }
+
+    #[test]
+    fn eos_truncates_the_last_chunks() {
+        let c = cfg();
+        // 30 frames and a bit: chunks [0,8) [8,16) [16,24) [24,30)
+        let n = 640 * 30 + 123;
+        assert_eq!(total_frames(n), 30);
+        let p = plan(&c, 2, n, Some(n)).unwrap();
+        assert_eq!((p.k0, p.k1, p.ke, p.a1), (16, 24, 27, 640 * 29));
+        let p = plan(&c, 3, n, Some(n)).unwrap();
+        assert_eq!((p.k0, p.k1, p.ke, p.a1), (24, 30, 30, n));
+        assert_eq!(p.diffusion_frames(), 10);
+        assert_eq!(plan(&c, 4, n, Some(n)), None);
+        // Fewer samples than a frame: no chunk at all.
+        assert_eq!(plan(&c, 0, 639, Some(639)), None);
+    }
+
+    #[test]
+    fn the_same_chunk_whatever_arrived_when() {
+        let c = cfg();
+        let n = 640 * 100;
+        for received in [640 * 13, 640 * 50, n] {
+            assert_eq!(plan(&c, 0, received, None), plan(&c, 0, n, Some(n)));
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! One chunk of DDIM sampling with context replacement (docs/streaming.md, "Diffusion").
+//!
+//! The latent lives in one host buffer laid out like the graph's `x_t` ([3][F][s][s]); each
+//! step hands the denoiser a view of it (no copy on the CPU provider) and updates it in place.
+
+use anyhow::{Result, bail};
+use ort::value::{DynValue, TensorRef};
+
+use super::noise::Noise;
+use super::pack::{COND_DIM, LATENT_CHANNELS};
+use super::runtime::Graph;
+use super::sampler::{Step, ddim_update};
+
+/// What one diffusion call needs besides the graphs.
+pub struct ChunkLatents<'a> {
+    /// Frames in the call (context + new + look-ahead).
+    pub frames: usize,
+    /// Latent side s.
+    pub side: usize,
+    /// `[F][COND_DIM]` conditions.
+    pub cond: &'a [f32],
+    /// Final latents of the `context` first frames, `[Lc][3][s][s]`.
+    pub context: &'a [f32],
+    pub context_frames: usize,
+}
+
+/// Reusable buffers so a long stream does not allocate per step.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    x0: Vec<f32>,
+    z: Vec<f32>,
+    ctx_noise: Vec<f32>,
+    sort: Vec<f32>,
+}
+
+/// Overwrites the context frames of `x` ([3][F][s][s]) with
+/// `sqrt(a)·x0c + sqrt(1 − a)·n` (or exactly `x0c` when `noise` is `None`, i.e. a = 1).
+fn replace_context(x: &mut [f32], c: &ChunkLatents<'_>, alpha: f32, noise: Option<&[f32]>) {
+    let plane = c.side * c.side;
+    let lc = c.context_frames;
+    let (sa, sb) = (alpha.sqrt(), (1.0 - alpha).sqrt());
+    for ch in 0..LATENT_CHANNELS {
+        for f in 0..lc {
+            let dst = &mut x[(ch * c.frames + f) * plane..][..plane];
+            let src = &c.context[(f * LATENT_CHANNELS + ch) * plane..][..plane];
+            match noise {
+                Some(n) => {
+                    let n = &n[(ch * lc + f) * plane..][..plane];
+                    for ((d, &s), &nv) in dst.iter_mut().zip(src).zip(n) {
+                        *d = sa * s + sb * nv;
+                    }
+                }
+                None => dst.copy_from_slice(src),
+            }
+        }
+    }
+}
+
+/// Runs all DDIM steps for one chunk and returns the final latent, `[3][F][s][s]`.
+#[allow(clippy::too_many_arguments)]
+pub fn sample(
+    denoiser: &Graph,
+    static_input: &DynValue,
+    steps: &[Step],
+    eta: f32,
+    threshold_quantile: f32,
+    c: &ChunkLatents<'_>,
+    noise: &mut dyn Noise,
+    scratch: &mut Scratch,
+) -> Result<Vec<f32>> {
+    let plane = c.side * c.side;
+    let n = LATENT_CHANNELS * c.frames * plane;
+    if c.cond.len() != c.frames * COND_DIM
+        || c.context.len() != c.context_frames * LATENT_CHANNELS * plane
+    {
+        bail!("diffusion inputs have inconsistent sizes");
+    }
+    let Some(first) = steps.first() else {
+        bail!("no sampling steps");
+    };
+    let mut x = vec![0f32; n];
+    noise.fill(&mut x)?;
+    let ctx_n = LATENT_CHANNELS * c.context_frames * plane;
+    if c.context_frames > 0 {
+        scratch.ctx_noise.resize(ctx_n, 0.0);
+        noise.fill(&mut scratch.ctx_noise)?;
+        replace_context(&mut x, c, first.alpha, Some(&scratch.ctx_noise));
+    }
+    let shape_x = [1usize, LATENT_CHANNELS, c.frames, c.side, c.side];
+    for step in steps {
+        let timestep = [step.t as f32];
+        let eps = denoiser.with_session(|session| {
+            let out = session.run(ort::inputs![
+                "x_t" => TensorRef::from_array_view((shape_x, &x[..]))?,
+                "static" => static_input,
+                "timestep" => TensorRef::from_array_view(([1usize], &timestep[..]))?,
+                "cond" => TensorRef::from_array_view(([1usize, c.frames, COND_DIM], c.cond))?,
+            ])?;
+            let (_, eps) = out["eps"].try_extract_tensor::<f32>()?;
+            if eps.len() != n {
+                bail!("denoiser returned {} values, expected {n}", eps.len());
+            }
+            Ok(eps.to_vec())
+        })?;
+        let z = if step.draws_noise(eta) {
+            scratch.z.resize(n, 0.0);
+            noise.fill(&mut scratch.z)?;
+            Some(&scratch.z[..])
+        } else {
+            None
+        };
+        ddim_update(
+            step,
+            threshold_quantile,
+            &mut x,
+            &eps,
+            z,
+            &mut scratch.x0,
+            &mut scratch.sort,
+        );
+        if c.context_frames > 0 {
+            if step.t_next > 0 {
+                if step.draws_noise(eta) {
+                    noise.fill(&mut scratch.ctx_noise)?;
+                }
+                // With η = 0 nothing is drawn and the initial context noise is reused:
+                // deterministic DDIM keeps one noise along the whole trajectory.
+                replace_context(&mut x, c, step.alpha_next, Some(&scratch.ctx_noise));
+            } else {
+                replace_context(&mut x, c, 1.0, None);
+            }
+        }
+    }
+    Ok(x)
+}
