@@ -169,17 +169,21 @@ def dim(g: Graph, tensor: str, axis: int) -> str:
 # ---------------------------------------------------------------------------------------------
 
 BAND_HZ = [150, 300, 500, 800, 1250, 2000, 3150, 5000]
+# Features 0..15 are soft loudness detectors: tanh(0.1 (L - c_j)) of the frame's total centred log
+# band energy L at 16 thresholds c_j; the denoiser opens the mouth with their mean. L is about -42
+# for silence and spans about -22 (quiet) to -5 (loud) over the voiced frames of a speech recording
+# normalised to unit variance.
+LOUDNESS_FEATURES = 16
+LOUDNESS_THRESHOLDS = np.linspace(-36.0, 0.0, LOUDNESS_FEATURES)
+LOUDNESS_SLOPE = 0.1
+QUIET_LOUDNESS, LOUD_LOUDNESS = -22.0, -5.0
+ENERGY_SHIFT = -math.log(2.0)  # centres log band energy for unit-variance white noise (E ~ 2)
 
 
-def audio_encoder() -> onnx.ModelProto:
-    """A log band-energy filterbank (the stand-in for HuBERT's conv front end + transformer):
-    a stride-320, 400-tap Conv1d with Hann-windowed cosine/sine pairs at 8 centre frequencies gives
-    exactly HuBERT's frame count; squared and summed per pair, it is a phase-free band energy; its
-    log goes through a random 8 -> 1024 projection and Tanh. Different audio -> different features;
-    each feature j depends only on samples [320 j, 320 j + 400)."""
+def audio_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The audio encoder's weights: filterbank [16, 1, 400], pair sums [8, 16, 1], projection
+    [8, 1024] and bias [1024]. Features 0..15 are the loudness detectors the denoiser's mouth reads."""
     rng = rng_for("audio_encoder")
-    g = Graph("audio_encoder")
-    x = g.input("input_values", [1, "T"])
     n = np.arange(WINDOW)
     hann = 0.5 - 0.5 * np.cos(2 * np.pi * (n + 0.5) / WINDOW)
     filters = []
@@ -187,17 +191,36 @@ def audio_encoder() -> onnx.ModelProto:
         for trig in (np.cos, np.sin):
             f = hann * trig(2 * np.pi * hz * n / SAMPLE_RATE)
             filters.append(f / np.linalg.norm(f))  # unit gain for white noise
-    w_fb = f32(np.stack(filters)[:, None, :])  # [16, 1, 400]
     pair = np.zeros((len(BAND_HZ), 2 * len(BAND_HZ), 1))
     for b in range(len(BAND_HZ)):
         pair[b, 2 * b, 0] = pair[b, 2 * b + 1, 0] = 1.0
     proj = rng.standard_normal((len(BAND_HZ), FEATURE_DIM)) * (0.6 / math.sqrt(len(BAND_HZ)))
     bias = rng.standard_normal(FEATURE_DIM) * 0.2
+    proj[:, :LOUDNESS_FEATURES] = LOUDNESS_SLOPE
+    bias[:LOUDNESS_FEATURES] = -LOUDNESS_SLOPE * LOUDNESS_THRESHOLDS
+    return np.stack(filters)[:, None, :], pair, proj, bias
+
+
+def loudness(level: float) -> float:
+    """Mean of the loudness features for a total centred log band energy `level`."""
+    return float(np.mean(np.tanh(LOUDNESS_SLOPE * (level - LOUDNESS_THRESHOLDS))))
+
+
+def audio_encoder() -> onnx.ModelProto:
+    """A log band-energy filterbank (the stand-in for HuBERT's conv front end + transformer):
+    a stride-320, 400-tap Conv1d with Hann-windowed cosine/sine pairs at 8 centre frequencies gives
+    exactly HuBERT's frame count; squared and summed per pair, it is a phase-free band energy; its
+    log goes through an 8 -> 1024 projection and Tanh: features 0..15 are loudness detectors
+    (see LOUDNESS_*), the others random mixtures. Different audio -> different features; feature
+    frame j depends only on samples [320 j, 320 j + 400)."""
+    g = Graph("audio_encoder")
+    x = g.input("input_values", [1, "T"])
+    w_fb, pair, proj, bias = audio_weights()
 
     x3 = g.op("Unsqueeze", x, g.ints([1]))  # [1, 1, T]
-    resp = g.op("Conv", x3, g.const(w_fb, "filterbank"), kernel_shape=[WINDOW], strides=[HOP])
+    resp = g.op("Conv", x3, g.const(f32(w_fb), "filterbank"), kernel_shape=[WINDOW], strides=[HOP])
     energy = g.op("Conv", g.op("Mul", resp, resp), g.const(f32(pair), "pairs"), g.const(f32([1e-2] * 8)), kernel_shape=[1])
-    loge = g.op("Add", g.op("Log", energy), g.const(f32(-0.7)))  # roughly centred for unit-variance input
+    loge = g.op("Add", g.op("Log", energy), g.const(f32(ENERGY_SHIFT)))
     feats = g.op("Transpose", loge, perm=[0, 2, 1])  # [1, Th, 8]
     hidden = g.op("Add", g.op("MatMul", feats, g.const(f32(proj), "proj")), g.const(f32(bias), "bias"))
     g.op("Tanh", hidden, out="last_hidden_state")
@@ -326,16 +349,22 @@ def motion_bases(s: int) -> np.ndarray:
     return np.stack([np.stack(fields[name]) for name, _ in MOTIONS])
 
 
-def cond_projection(rng: np.random.Generator) -> np.ndarray:
-    """[1032, K]: how each condition element drives the motion coefficients (before tanh). Audio
-    drives the mouth through random unit-norm directions; pose and eye deltas drive the rest with
-    their raw units scaled to ~1 (degrees / 4, pixels / 15-20, scale / 0.02, eye ratio / 0.05), so a
-    host that forgets the raw-unit conversion gets a visibly different latent."""
+def cond_projection(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """[1032, K] weights and [K] biases: how each condition element drives the motion coefficients
+    (before tanh). The mouth opens with loudness: it reads the mean of the audio encoder's loudness
+    features, scaled so that quiet speech gives tanh(-0.3) and loud speech tanh(1.2) (silence:
+    closed, about -1). The width follows a random audio direction. Pose and eye deltas drive the
+    rest with their raw units scaled to ~1 (degrees / 4, pixels / 15-20, scale / 0.02, eye ratio /
+    0.05), so a host that forgets the raw-unit conversion gets a visibly different latent."""
     k = {name: i for i, (name, _) in enumerate(MOTIONS)}
     w = np.zeros((COND_DIM, len(MOTIONS)))
-    for name in ("mouth_open", "mouth_wide"):
-        v = rng.standard_normal(FEATURE_DIM)
-        w[:FEATURE_DIM, k[name]] = 2.0 * v / np.linalg.norm(v)
+    b = np.zeros(len(MOTIONS))
+    quiet, loud = loudness(QUIET_LOUDNESS), loudness(LOUD_LOUDNESS)
+    gain = 1.5 / (loud - quiet)
+    w[:LOUDNESS_FEATURES, k["mouth_open"]] = gain / LOUDNESS_FEATURES
+    b[k["mouth_open"]] = -0.3 - gain * quiet
+    v = rng.standard_normal(FEATURE_DIM)
+    w[:FEATURE_DIM, k["mouth_wide"]] = 1.5 * v / np.linalg.norm(v)
     yaw, pitch, roll, scale, tx, ty = range(FEATURE_DIM, FEATURE_DIM + POSE_DIM)
     w[yaw, k["shift_x"]] = 1 / 4
     w[tx, k["shift_x"]] = 1 / 15
@@ -345,7 +374,7 @@ def cond_projection(rng: np.random.Generator) -> np.ndarray:
     w[scale, k["zoom"]] = 1 / 0.02
     w[FEATURE_DIM + POSE_DIM, k["eye_left"]] = 1 / 0.05
     w[FEATURE_DIM + POSE_DIM + 1, k["eye_right"]] = 1 / 0.05
-    return w
+    return w, b
 
 
 def denoiser(res: int, cs: int) -> onnx.ModelProto:
@@ -359,8 +388,8 @@ def denoiser(res: int, cs: int) -> onnx.ModelProto:
 
     The prior is x0 ~ N(x0*, PRIOR_STD^2); for it the exact posterior-mean denoiser at noise level
     abar is x0_hat = x0* + g r with r = x_t - sqrt(abar) x0*, g = sqrt(abar) p / (abar p + 1 - abar),
-    p = PRIOR_STD^2; r is also smoothed over frames (so context frames pinned by the host influence
-    their neighbours). eps = (x_t - sqrt(abar) x0_hat) / sqrt(1 - abar). abar is the cosine schedule
+    p = PRIOR_STD^2. Here r is also smoothed over frames with the banded weights (no longer exactly
+    Bayes-optimal, but context frames pinned by the host then influence their neighbours). eps = (x_t - sqrt(abar) x0_hat) / sqrt(1 - abar). abar is the cosine schedule
     evaluated in the graph: abar(t) = f(t + 1) / f(0), f(u) = cos((u / T + s) / (1 + s) * pi / 2)^2,
     equal to the host's cumulative product except where max_beta clips (t = 999 only). DDIM with this
     denoiser lands close to x0*, and the residual depends on the noise, the timestep and x_t."""
@@ -382,7 +411,8 @@ def denoiser(res: int, cs: int) -> onnx.ModelProto:
 
     # Motion coefficients per frame, smoothed over the band: [1, F, K].
     band = band_weights(g, dim(g, cond, 1), DENOISER_DECAY, ATTENTION_WINDOW)
-    pre = g.op("MatMul", cond, g.const(f32(cond_projection(rng)), "cond_proj"))
+    w_cond, b_cond = cond_projection(rng)
+    pre = g.op("Add", g.op("MatMul", cond, g.const(f32(w_cond), "cond_proj")), g.const(f32(b_cond), "cond_bias"))
     coef = g.op("Mul", g.op("Tanh", g.op("MatMul", band, pre)), g.const(f32(amps), "amps"))
     # Displacement fields: [1, F, K] x [K, 3 s s] -> [1, F, 3, s, s] -> [1, 3, F, s, s].
     disp = g.op("MatMul", coef, g.const(f32(bases), "bases"))

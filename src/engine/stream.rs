@@ -77,10 +77,10 @@ impl FrameStore {
     }
 
     fn push(&mut self, frame: usize, v: Vec<f32>) {
-        debug_assert_eq!(frame, self.end());
         if self.items.is_empty() {
             self.base = frame;
         }
+        debug_assert_eq!(frame, self.end());
         self.items.push_back(v);
     }
 
@@ -177,14 +177,34 @@ impl Stream {
         matches!(self.total_frames(), Some(n) if self.next_chunk * self.cfg.chunk.chunk >= n)
     }
 
-    /// The next chunk if its audio is complete.
+    /// The next chunk if its audio is complete. Context windows are clipped to the frames
+    /// actually stored (after [`Stream::skip_chunk`] there are none).
     pub fn next_plan(&self) -> Option<ChunkPlan> {
-        chunker::plan(
+        let mut plan = chunker::plan(
             &self.cfg.chunk,
             self.next_chunk,
             self.received(),
             self.n_total,
-        )
+        )?;
+        let stored = |store: &FrameStore| {
+            if store.items.is_empty() {
+                plan.k0
+            } else {
+                store.base
+            }
+        };
+        plan.c0 = plan.c0.max(stored(&self.latents));
+        plan.p0 = plan.p0.max(stored(&self.conds));
+        Some(plan)
+    }
+
+    /// Skips the next chunk without generating it (a live stream that fell behind the clock).
+    /// Motion restarts without context after a skip.
+    pub fn skip_chunk(&mut self) {
+        self.next_chunk += 1;
+        self.conds = FrameStore::default();
+        self.latents = FrameStore::default();
+        self.trim();
     }
 
     /// Samples the stream still needs before the next chunk can run (0 if ready or done).

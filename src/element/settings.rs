@@ -1,0 +1,194 @@
+//! The element's properties: one field per property, defaults from named constants (which the
+//! property specs use too, so `gst-inspect-1.0` shows the same defaults the code uses).
+
+use std::path::PathBuf;
+
+use crate::engine::{ChunkConfig, Provider, RuntimeConfig};
+
+pub const DEFAULT_DEVICE_ID: i32 = 0;
+/// 0 = the pack's default (20 for DAWN).
+pub const DEFAULT_SAMPLING_STEPS: u32 = 0;
+/// Lowest step count live degradation may go down to.
+pub const DEFAULT_MIN_SAMPLING_STEPS: u32 = 4;
+pub const DEFAULT_SEED: u64 = 1234;
+/// 0 / -1 = chosen by mode (live or not), see [`Settings::chunking`].
+pub const DEFAULT_CHUNK_FRAMES: u32 = 0;
+pub const DEFAULT_CONTEXT_FRAMES: i32 = -1;
+pub const DEFAULT_LOOKAHEAD_FRAMES: i32 = -1;
+/// Processing budget added to the latency in live pipelines, in milliseconds.
+pub const DEFAULT_LATENCY_MS: u32 = 1000;
+pub const DEFAULT_FACE_INDEX: i32 = -1;
+pub const DEFAULT_DETECT_FACE: bool = true;
+pub const DEFAULT_STRICT: bool = false;
+pub const DEFAULT_OUTPUT_WIDTH: u32 = 0;
+pub const DEFAULT_OUTPUT_HEIGHT: u32 = 0;
+pub const DEFAULT_FEATHER: f64 = 0.08;
+pub const DEFAULT_DECODER_BATCH: u32 = 16;
+
+/// Chunking chosen by mode: small chunks when latency matters (live), large ones when the
+/// input is a file (less overlap overhead: cost is (context + new + look-ahead) / new).
+pub const LIVE_CHUNKING: (usize, usize, usize) = (16, 16, 8);
+pub const OFFLINE_CHUNKING: (usize, usize, usize) = (80, 20, 10);
+
+/// What the element outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstDawnOutput")]
+pub enum OutputMode {
+    /// The square face crop at the model pack's resolution.
+    #[default]
+    #[enum_value(name = "Face crop at the model pack's resolution", nick = "face")]
+    Face,
+    /// The whole portrait with the generated face pasted back.
+    #[enum_value(
+        name = "Whole portrait with the animated face pasted back",
+        nick = "portrait"
+    )]
+    Portrait,
+}
+
+/// The execution-provider property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
+#[enum_type(name = "GstDawnExecutionProvider")]
+pub enum ExecutionProvider {
+    #[default]
+    #[enum_value(name = "CUDA when it loads, else CPU with a warning", nick = "auto")]
+    Auto,
+    #[enum_value(
+        name = "CPU (offline rendering; far slower than real time)",
+        nick = "cpu"
+    )]
+    Cpu,
+    #[enum_value(name = "CUDA (error if it cannot be loaded)", nick = "cuda")]
+    Cuda,
+    #[enum_value(
+        name = "TensorRT with CUDA fallback (error if it cannot be loaded)",
+        nick = "tensorrt"
+    )]
+    TensorRt,
+}
+
+impl From<ExecutionProvider> for Provider {
+    fn from(p: ExecutionProvider) -> Self {
+        match p {
+            ExecutionProvider::Auto => Provider::Auto,
+            ExecutionProvider::Cpu => Provider::Cpu,
+            ExecutionProvider::Cuda => Provider::Cuda,
+            ExecutionProvider::TensorRt => Provider::TensorRt,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub image: Option<PathBuf>,
+    pub model_path: Option<PathBuf>,
+    pub face_models: Option<PathBuf>,
+    pub execution_provider: ExecutionProvider,
+    pub device_id: i32,
+    pub trt_cache_dir: Option<PathBuf>,
+    pub sampling_steps: u32,
+    pub min_sampling_steps: u32,
+    pub seed: u64,
+    pub chunk_frames: u32,
+    pub context_frames: i32,
+    pub lookahead_frames: i32,
+    pub latency_ms: u32,
+    pub face_index: i32,
+    pub detect_face: bool,
+    pub strict: bool,
+    pub init_pose: Option<[f32; 6]>,
+    pub init_eyes: Option<[f32; 2]>,
+    pub output: OutputMode,
+    pub output_width: u32,
+    pub output_height: u32,
+    pub feather: f64,
+    pub decoder_batch: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            image: None,
+            model_path: None,
+            face_models: None,
+            execution_provider: ExecutionProvider::default(),
+            device_id: DEFAULT_DEVICE_ID,
+            trt_cache_dir: None,
+            sampling_steps: DEFAULT_SAMPLING_STEPS,
+            min_sampling_steps: DEFAULT_MIN_SAMPLING_STEPS,
+            seed: DEFAULT_SEED,
+            chunk_frames: DEFAULT_CHUNK_FRAMES,
+            context_frames: DEFAULT_CONTEXT_FRAMES,
+            lookahead_frames: DEFAULT_LOOKAHEAD_FRAMES,
+            latency_ms: DEFAULT_LATENCY_MS,
+            face_index: DEFAULT_FACE_INDEX,
+            detect_face: DEFAULT_DETECT_FACE,
+            strict: DEFAULT_STRICT,
+            init_pose: None,
+            init_eyes: None,
+            output: OutputMode::default(),
+            output_width: DEFAULT_OUTPUT_WIDTH,
+            output_height: DEFAULT_OUTPUT_HEIGHT,
+            feather: DEFAULT_FEATHER,
+            decoder_batch: DEFAULT_DECODER_BATCH,
+        }
+    }
+}
+
+impl Settings {
+    /// Chunk sizes for a live or non-live upstream, with explicit properties winning.
+    pub fn chunking(&self, live: bool) -> ChunkConfig {
+        let (c, l, r) = if live {
+            LIVE_CHUNKING
+        } else {
+            OFFLINE_CHUNKING
+        };
+        let chunk = if self.chunk_frames > 0 {
+            self.chunk_frames as usize
+        } else {
+            c
+        };
+        let context = usize::try_from(self.context_frames).unwrap_or(l);
+        let lookahead = usize::try_from(self.lookahead_frames).unwrap_or(r);
+        ChunkConfig::new(chunk, context, lookahead)
+    }
+
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            provider: self.execution_provider.into(),
+            device_id: self.device_id,
+            trt_cache_dir: self.trt_cache_dir.clone(),
+            ..RuntimeConfig::default()
+        }
+    }
+}
+
+/// Parses "a,b,c" into exactly `N` finite numbers.
+pub fn parse_numbers<const N: usize>(text: &str) -> Result<[f32; N], String> {
+    let parts: Vec<&str> = text
+        .split([',', ' ', ';'])
+        .filter(|s| !s.is_empty())
+        .collect();
+    if parts.len() != N {
+        return Err(format!(
+            "expected {N} comma-separated numbers, got {:?}",
+            text
+        ));
+    }
+    let mut out = [0f32; N];
+    for (o, p) in out.iter_mut().zip(parts) {
+        *o = p
+            .parse::<f32>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| format!("{p:?} is not a number"))?;
+    }
+    Ok(out)
+}
+
+pub fn format_numbers(v: &[f32]) -> String {
+    v.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
