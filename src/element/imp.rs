@@ -119,15 +119,13 @@ impl DawnAvatar {
         let Some(model_path) = settings.model_path.clone() else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
-                [
-                    "The model-path property is not set; fix: set model-path to a DAWN model pack directory (tests/models/tiny128 is the untrained test pack; docs/exporter.md makes a real one)"
-                ]
+                ("The model-path property is not set; fix: set model-path to a DAWN model pack directory (tests/models/tiny128 is the untrained test pack; docs/exporter.md makes a real one)")
             ));
         };
         let Some(image) = settings.image.clone() else {
             return Err(gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ["The image property is not set; fix: set image to a portrait (PNG or JPEG)"]
+                ("The image property is not set; fix: set image to a portrait (PNG or JPEG)")
             ));
         };
         self.post_progress(
@@ -139,7 +137,7 @@ impl DawnAvatar {
             Ok(e) => Arc::new(e),
             Err(e) => {
                 self.post_progress(gst::ProgressType::Error, "Loading the model pack failed");
-                return Err(gst::error_msg!(gst::LibraryError::Init, ["{:#}", e]));
+                return Err(gst::error_msg!(gst::LibraryError::Init, ("{:#}", e)));
             }
         };
         for w in engine.runtime.warnings() {
@@ -163,7 +161,7 @@ impl DawnAvatar {
             .load_portrait(&engine, &settings, &image)
             .map_err(|e| {
                 self.post_progress(gst::ProgressType::Error, "Loading the portrait failed");
-                gst::error_msg!(gst::ResourceError::OpenRead, ["{}", e])
+                gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e))
             })?;
         // The first call at a new shape is much slower in ONNX Runtime: pay it now.
         let live_cfg = settings.chunking(true);
@@ -171,7 +169,7 @@ impl DawnAvatar {
         if let Err(e) = engine.warm_up(&portrait.avatar, warm) {
             return Err(gst::error_msg!(
                 gst::LibraryError::Failed,
-                ["Warm-up run of the denoiser failed: {:#}", e]
+                ("Warm-up run of the denoiser failed: {:#}", e)
             ));
         }
         self.post_progress(gst::ProgressType::Complete, "DAWN model pack loaded");
@@ -258,7 +256,7 @@ impl DawnAvatar {
             (l.engine.clone(), l.avatar.clone())
         };
         let (Some(engine), Some(avatar)) = (engine, avatar) else {
-            return Err(gst::error_msg!(gst::CoreError::StateChange, ["not loaded"]));
+            return Err(gst::error_msg!(gst::CoreError::StateChange, ("not loaded")));
         };
         let rb = HeapRb::<f32>::new(RING_SECONDS * SAMPLE_RATE as usize);
         let (prod, cons) = rb.split();
@@ -284,7 +282,7 @@ impl DawnAvatar {
                     gst::element_error!(
                         obj,
                         gst::StreamError::Failed,
-                        ["Inference failed: {}", msg]
+                        ("Inference failed: {}", msg)
                     );
                 }
             }),
@@ -295,7 +293,7 @@ impl DawnAvatar {
             .map_err(|e| {
                 gst::error_msg!(
                     gst::CoreError::Failed,
-                    ["Could not start the worker thread: {}", e]
+                    ("Could not start the worker thread: {}", e)
                 )
             })?;
         *self.worker.lock().unwrap() = Some(handle);
@@ -450,7 +448,7 @@ impl DawnAvatar {
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Negotiation,
-                    ["Received audio before caps"]
+                    ("Received audio before caps")
                 );
                 return Err(gst::FlowError::NotNegotiated);
             };
@@ -496,7 +494,7 @@ impl DawnAvatar {
             )
         };
         let map = buffer.map_readable().map_err(|_| {
-            gst::element_imp_error!(self, gst::StreamError::Failed, ["Unreadable buffer"]);
+            gst::element_imp_error!(self, gst::StreamError::Failed, ("Unreadable buffer"));
             gst::FlowError::Error
         })?;
         samples.clear();
@@ -536,10 +534,10 @@ impl DawnAvatar {
                         gst::element_imp_error!(
                             self,
                             gst::CoreError::Negotiation,
-                            [
+                            (
                                 "Unsupported audio caps {}; fix: put audioconvert ! audioresample before dawnavatar",
                                 c.caps()
-                            ]
+                            )
                         );
                         return false;
                     }
@@ -556,7 +554,7 @@ impl DawnAvatar {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Format,
-                        ["Only TIME segments are supported"]
+                        ("Only TIME segments are supported")
                     );
                     return false;
                 };
@@ -670,7 +668,7 @@ impl DawnAvatar {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Failed,
-                ["Could not start the src task: {}", e]
+                ("Could not start the src task: {}", e)
             );
         }
     }
@@ -779,7 +777,7 @@ impl DawnAvatar {
             gst::element_imp_error!(
                 self,
                 gst::StreamError::Failed,
-                ["Streaming stopped, reason {:?}", err]
+                ("Streaming stopped, reason {:?}", err)
             );
             self.srcpad.push_event(gst::event::Eos::new());
             let _ = self.srcpad.pause_task();
@@ -836,10 +834,10 @@ impl DawnAvatar {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                [
+                (
                     "Downstream accepts none of {}; fix: add videoconvert ! videoscale after dawnavatar",
                     ours
-                ]
+                )
             );
             return Err(gst::FlowError::NotNegotiated);
         }
@@ -852,7 +850,7 @@ impl DawnAvatar {
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Negotiation,
-                ["Downstream refused caps {}", caps]
+                ("Downstream refused caps {}", caps)
             );
             return Err(gst::FlowError::NotNegotiated);
         }

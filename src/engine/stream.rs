@@ -215,6 +215,11 @@ impl Stream {
         want.saturating_sub(self.received())
     }
 
+    /// Random values drawn so far (the golden test checks the count).
+    pub fn noise_consumed(&self) -> u64 {
+        self.noise.consumed()
+    }
+
     /// Accumulated stage times of all chunks so far.
     pub fn times(&self) -> StageTimes {
         self.times

@@ -19,12 +19,12 @@ Spec ambiguities resolved here (also listed in tests/golden/README.md):
   evaluated in f32 (a division, not a multiplication by the reciprocal).
 - A2 (quantile): the position q * (n - 1) and the interpolation between the two order statistics
   are computed in f64 from the f32 values, the result is rounded to f32.
-- A3 (noise layouts): the spec gives the [c][f][y][x] layout for x_T only; the context noises
-  (items 3 and 4) and the per-step z use the same layout, restricted to their frames.
-- A4 (eta = 0 with context): item 4 draws no values at all when eta = 0, not even the context
-  noise, yet the replacement step asks for a fresh n'. We reuse the initial context noise n
-  (item 3) for every step: that keeps the context frames on the deterministic DDIM (eta = 0)
-  trajectory sqrt(a') x0c + sqrt(1 - a') n. The golden cases do not exercise this combination.
+- A3 (noise layouts): every latent-shaped draw (x_T, n, z, n') is [c][f][y][x] over its own
+  frames. (First an ambiguity; the spec now states it for item 3 too.)
+- A4 (eta = 0 with context): item 4 draws nothing when eta = 0, so the replacement reuses the
+  initial context noise n for every step, keeping the context on the deterministic DDIM
+  trajectory sqrt(a') x0c + sqrt(1 - a') n. (First an ambiguity; the spec now says so.) The
+  golden cases do not exercise this combination (the eta = 0 case has L = 0).
 - A5 (PBNet scaling): init_state = f32((init_pose - pose_min) / (pose_max - pose_min)) in f64;
   delta * f32(pose_max - pose_min) is an f32 product.
 """
@@ -518,7 +518,7 @@ class StreamingDawn:
                 x = x + co.sigma * z
             if Lc > 0:
                 if co.t_next > 0:
-                    # item 4, context part; at eta = 0 nothing is drawn (ambiguity A4)
+                    # item 4, context part; at eta = 0 nothing is drawn and n' = n (A4)
                     n_step = take(Lc) if noisy else n_ctx
                     x[:, :, :Lc] = (np.sqrt(co.a_next) * x0c
                                     + np.sqrt(F32(1) - co.a_next) * n_step)
@@ -570,6 +570,7 @@ def generate_clip(pack: Pack, params: StreamParams, audio: np.ndarray, noise: No
     portrait = gen.encode_portrait(src_img, face_mask, init_pose, init_eye)
     audio = np.asarray(audio, dtype=F32)
     results = [gen.run_chunk(audio, plan, portrait) for plan in plan_chunks(params, audio.size)]
-    frames = np.concatenate([r.frames for r in results]) if results else None
-    latents = np.concatenate([r.latents for r in results]) if results else None
+    S, s = pack.resolution, pack.latent_size
+    frames = np.concatenate([r.frames for r in results] + [np.zeros((0, 3, S, S), F32)])
+    latents = np.concatenate([r.latents for r in results] + [np.zeros((0, 3, s, s), F32)])
     return frames, latents, results

@@ -13,6 +13,7 @@ See tests/golden/README.md for the file formats.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import struct
@@ -28,8 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dawn_ref as ref  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-SPEECH = "/work/shared/assets/speech/codec2/speech_orig_16k.wav"
-PORTRAIT = "/work/shared/assets/faces/skimage_astronaut_128.png"
+# The shared assets sit beside the checkout (../shared), as on every developer and CI machine.
+SHARED = os.environ.get("GST_DAWN_SHARED", os.path.join(REPO, "..", "shared"))
+SPEECH = os.path.join(SHARED, "assets/speech/codec2/speech_orig_16k.wav")
+PORTRAIT = os.path.join(SHARED, "assets/faces/skimage_astronaut_128.png")
 F32 = np.float32
 
 
@@ -55,11 +58,12 @@ _EYE = (0.3, 0.28)
 
 CASES = {
     # Several chunks with context, look-ahead, truncated audio/PBNet windows and a last chunk
-    # with only 7 new frames and no look-ahead (47 = 5 * 8 + 7).
+    # with only 7 new frames and no look-ahead (31 = 3 * 8 + 7). 10 steps keep the noise file
+    # small (about 2 MB).
     "tiny64_chunked": Case(
         name="tiny64_chunked", pack="tests/models/tiny64",
         params=ref.StreamParams(C=8, L=4, R=3, Al=6, Ar=2, Lp=10),
-        steps=20, eta=1.0, n_samples=47 * 640 + 317, audio_offset=0, noise_seed=20240601,
+        steps=10, eta=1.0, n_samples=31 * 640 + 317, audio_offset=0, noise_seed=20240601,
         face_box=(12, 52, 14, 50), init_pose=_POSE, init_eye=_EYE),
     # No diffusion context (L = 0), deterministic DDIM (eta = 0), no audio right context and a
     # last chunk of 2 frames (12 = 2 * 5 + 2).
@@ -173,6 +177,17 @@ def write_f32(path: str, a: np.ndarray) -> None:
     np.ascontiguousarray(a, dtype="<f4").tofile(path)
 
 
+def pack_fingerprint(pack_dir: str) -> dict[str, str]:
+    """sha256 of the manifest and every graph, so a stale golden is recognisable at a glance."""
+    with open(os.path.join(pack_dir, "manifest.json")) as fh:
+        names = ["manifest.json"] + sorted(json.load(fh)["graphs"].values())
+    out = {}
+    for name in names:
+        with open(os.path.join(pack_dir, name), "rb") as fh:
+            out[name] = "sha256:" + hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
 def make_case(case: Case, out_root: str) -> dict:
     t_start = time.perf_counter()
     pack = ref.Pack(os.path.join(REPO, case.pack))
@@ -222,6 +237,7 @@ def make_case(case: Case, out_root: str) -> dict:
         "case": case.name,
         "generator": "tools/reference/make_golden.py (independent Python reference, dawn_ref.py)",
         "pack": case.pack,
+        "pack_sha256": pack_fingerprint(os.path.join(REPO, case.pack)),
         "resolution": S,
         "latent_size": s,
         "C": p.C, "L": p.L, "R": p.R, "Al": p.Al, "Ar": p.Ar, "Lp": p.Lp,

@@ -310,6 +310,23 @@ class StreamingPlumbingTest(unittest.TestCase):
         # The emitted latents are a clamped x0 (|x| <= 1).
         self.assertTrue(np.all(np.abs(lat) <= 1.0))
 
+    def test_eta0_with_context_reuses_initial_context_noise(self):
+        p = ref.StreamParams(C=3, L=2, R=1, Al=2, Ar=1, Lp=4)
+        pack, reader, need, _, lat, results = self.run_fake(p, 9 * 640, 0.0)
+        self.assertEqual(reader.consumed, need)
+        # chunk 1 (frames [1, 7), context [1, 3)) draws PBNet z, x_T and n, nothing per step
+        self.assertEqual(results[1].noise_used, 3 * 2 * 4 + 3 * 6 * 16 + 3 * 2 * 16)
+        noise = np.random.default_rng(0).standard_normal(need + 7, dtype=F32)
+        off = results[0].noise_used + 3 * 2 * 4 + 3 * 6 * 16
+        n_ctx = noise[off:off + 3 * 2 * 16].reshape(3, 2, 4, 4)
+        x0c = np.moveaxis(lat[1:3], 0, 1)
+        sched = ref.cosine_schedule(1000, 0.008, 0.9999)
+        calls = [c for r, c in pack.calls if r == "denoiser"][4:8]
+        for call in calls:  # every step sees the context diffused with the same n
+            a = sched.alphas_cumprod_prev[int(call["timestep"][0])]
+            np.testing.assert_array_equal(call["x_t"][0, :, :2],
+                                          np.sqrt(a) * x0c + np.sqrt(F32(1) - a) * n_ctx)
+
     def test_eta0_draws_only_initial_noise(self):
         p = ref.StreamParams(C=3, L=0, R=1, Al=2, Ar=0, Lp=2)
         _, reader, need, frames, _, results = self.run_fake(p, 7 * 640, 0.0)
@@ -338,6 +355,12 @@ class GoldenReproductionTest(unittest.TestCase):
                     self.skipTest(f"onnxruntime or {case.pack} missing")
                 if not os.path.isfile(os.path.join(committed, "case.json")):
                     self.skipTest(f"{committed} not generated yet")
+                with open(os.path.join(committed, "case.json")) as fh:
+                    recorded = json.load(fh).get("pack_sha256")
+                self.assertEqual(recorded, make_golden.pack_fingerprint(
+                    os.path.join(REPO, case.pack)),
+                    f"{case.pack} changed since {name} was written: rerun "
+                    "tools/reference/make_golden.py")
                 with tempfile.TemporaryDirectory() as tmp:
                     make_golden.make_case(case, tmp)
                     fresh = os.path.join(tmp, name)
