@@ -184,7 +184,7 @@ impl DawnAvatar {
         &self,
         engine: &Engine,
         settings: &Settings,
-        image: &PathBuf,
+        image: &std::path::Path,
     ) -> Result<LoadedPortrait, String> {
         let portrait =
             portrait_loader::load(engine, settings, image).map_err(|e| format!("{e:#}"))?;

@@ -175,11 +175,11 @@ fn fmt_actual(dims: &[i64]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+/// Expected tensors of one graph: (name, dims).
+pub type TensorSpecs = Vec<(&'static str, Vec<Dim>)>;
+
 /// Expected inputs and outputs of one graph for a given resolution.
-pub fn contract(
-    role: Role,
-    m: &Manifest,
-) -> (Vec<(&'static str, Vec<Dim>)>, Vec<(&'static str, Vec<Dim>)>) {
+pub fn contract(role: Role, m: &Manifest) -> (TensorSpecs, TensorSpecs) {
     use Dim::*;
     let s_full = m.resolution as i64;
     let s = m.latent_size as i64;

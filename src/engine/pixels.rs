@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn packed_and_yuv_layouts() {
         let rgb = [255u8, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255];
-        let mut buf = vec![0u8; 16];
+        let mut buf = [0u8; 16];
         write_rgb8(&rgb, 2, 2, PixelFormat::Bgrx, &mut [&mut buf[..]], &[8]);
         assert_eq!(&buf[..8], &[0, 0, 255, 255, 0, 255, 0, 255]);
         let mut y = vec![0u8; 4];

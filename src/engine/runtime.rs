@@ -79,6 +79,7 @@ pub fn environment() -> Result<ort::environment::Environment> {
     let path = std::env::var_os(ORT_DYLIB_ENV)
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
+        .or_else(find_project_library)
         .unwrap_or_else(|| PathBuf::from("libonnxruntime.so"));
     if path.is_absolute() && !path.exists() {
         bail!(
@@ -101,6 +102,27 @@ pub fn environment() -> Result<ort::environment::Environment> {
         .map_err(|e| anyhow!("could not create the ONNX Runtime environment: {e}"))?;
     *guard = Some(env.clone());
     Ok(env)
+}
+
+/// Where tools/setup.sh unpacks the ONNX Runtime library, relative to the project root.
+pub const PROJECT_ORT_LIBRARY: &str = ".ort/onnxruntime/capi/libonnxruntime.so.1.31.1";
+
+/// Without `ORT_DYLIB_PATH`, looks for the library tools/setup.sh installed in the project,
+/// from the working directory and the running program upwards (so `cargo run` and the
+/// project's own scripts work without any environment).
+fn find_project_library() -> Option<PathBuf> {
+    let mut starts = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        starts.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        starts.push(exe);
+    }
+    starts
+        .iter()
+        .flat_map(|s| s.ancestors())
+        .map(|dir| dir.join(PROJECT_ORT_LIBRARY))
+        .find(|p| p.is_file())
 }
 
 /// A resolved execution provider plus the options sessions are built with.
