@@ -132,7 +132,19 @@ impl Worker {
             };
             let st = stream.as_mut().expect("stream exists");
             let started = Instant::now();
-            let result = st.run_chunk(&self.engine, &self.avatar, steps);
+            // A bug in the engine must end in an element error, not a dead thread and a
+            // stalled pipeline.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                st.run_chunk(&self.engine, &self.avatar, steps)
+            }))
+            .unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(anyhow::anyhow!("internal error in the engine: {what}"))
+            });
             let took = started.elapsed().as_secs_f64();
             match result {
                 Ok(Some(chunk)) => {

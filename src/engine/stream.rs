@@ -84,8 +84,14 @@ impl FrameStore {
         self.items.push_back(v);
     }
 
+    /// Stored values of frames `[start, end)`; empty when `start == end` (no context).
     fn range(&self, start: usize, end: usize) -> impl Iterator<Item = &Vec<f32>> {
-        self.items.range(start - self.base..end - self.base)
+        let (a, b) = if start >= end {
+            (0, 0)
+        } else {
+            (start - self.base, end - self.base)
+        };
+        self.items.range(a..b)
     }
 
     fn drop_before(&mut self, frame: usize) {
