@@ -626,6 +626,7 @@ impl DawnAvatar {
                     s.input_eos = false;
                     s.flow = Ok(gst::FlowSuccess::Ok);
                     s.shown_before = 0;
+                    s.total_frames = None;
                     s.flushing = false;
                 }
                 {
@@ -721,7 +722,8 @@ impl DawnAvatar {
                     Some(OutItem::Eos) => break s.queue.pop_front(),
                     _ => {}
                 }
-                if live && self.obj().current_state() == gst::State::Playing {
+                let past_end = s.total_frames.is_some_and(|n| next >= n);
+                if live && !past_end && self.obj().current_state() == gst::State::Playing {
                     let deadline = {
                         let out = self.output.lock().unwrap();
                         self.frame_deadline(next, &out)

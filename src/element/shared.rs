@@ -50,6 +50,8 @@ pub struct SharedState {
     /// Frames with an index below this were already shown (pushed or repeated): the worker
     /// may skip chunks that would only produce such frames.
     pub shown_before: u64,
+    /// Frames in the whole stream, once EOS made it known: the pacer never repeats beyond.
+    pub total_frames: Option<u64>,
     pub pending_avatar: Option<Arc<Avatar>>,
     /// A fatal error from the worker, for the src task to post.
     pub error: Option<String>,
@@ -73,6 +75,7 @@ impl Default for SharedState {
             queue: VecDeque::new(),
             queue_limit: 1,
             shown_before: 0,
+            total_frames: None,
             pending_avatar: None,
             error: None,
             flow: Ok(gst::FlowSuccess::Ok),

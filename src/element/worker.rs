@@ -104,6 +104,7 @@ impl Worker {
                     let ring_empty = s.audio.as_ref().is_none_or(|c| c.is_empty());
                     if s.input_eos && ring_empty && !st.is_finished() {
                         st.finish();
+                        s.total_frames = st.total_frames().map(|n| n as u64);
                     }
                     if st.is_done() {
                         if !s.queue.iter().any(|i| matches!(i, OutItem::Eos)) && s.input_eos {
