@@ -260,7 +260,10 @@ fn build_session(
 ) -> ort::Result<Session> {
     let mut builder = Session::builder(env)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
-        .with_intra_threads(config.intra_threads)?;
+        .with_intra_threads(config.intra_threads)?
+        // Spinning intra-op threads keep burning cores after a run returns, which starves the
+        // host code between denoiser steps (and everything else on small machines).
+        .with_intra_op_spinning(false)?;
     if let Some(ep) = dispatch(config, provider) {
         // TensorRT falls back to CUDA for the nodes it cannot take.
         let mut eps = vec![ep];
