@@ -7,6 +7,7 @@ use gst::glib;
 
 pub mod element;
 pub mod engine;
+pub mod portrait;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     element::register(plugin)

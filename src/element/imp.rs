@@ -21,13 +21,14 @@ use gst_video::prelude::*;
 use ringbuf::HeapRb;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 
-use super::portrait_loader::{self, LoadedPortrait};
+use super::portrait_loader::{self, Face, LoadedPortrait};
 use super::settings::*;
 use super::shared::{OutItem, Shared, SharedState};
 use super::worker::Worker;
 use crate::engine::pack::{FPS, SAMPLE_RATE};
 use crate::engine::pixels::{self, PixelFormat};
-use crate::engine::{Avatar, Engine, StreamConfig};
+use crate::engine::{Engine, StreamConfig};
+use crate::portrait::{Compositor, FaceModels};
 
 pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -48,7 +49,8 @@ const DISCONT_TOLERANCE: gst::ClockTime = gst::ClockTime::from_mseconds(20);
 #[derive(Default)]
 struct Loaded {
     engine: Option<Arc<Engine>>,
-    avatar: Option<Arc<Avatar>>,
+    face_models: Option<Arc<FaceModels>>,
+    face: Option<Face>,
     /// The portrait crop as RGB8: the frame shown before the first generated one.
     still: Option<Arc<Vec<u8>>>,
 }
@@ -63,6 +65,8 @@ struct Input {
     /// PTS of sample 0 of the stream.
     base_pts: Option<gst::ClockTime>,
     segment: Option<gst::FormattedSegment<gst::ClockTime>>,
+    /// Upstream's minimum latency (live), from the latency query at the first buffer.
+    upstream_latency: gst::ClockTime,
     configured: bool,
     /// Scratch for sample conversion.
     samples: Vec<f32>,
@@ -75,7 +79,10 @@ struct Output {
     format: Option<PixelFormat>,
     /// Index of the next frame to show.
     next_index: u64,
-    last: Option<Arc<Vec<u8>>>,
+    /// The last frame shown (repeated when inference is late).
+    last: Option<(Arc<Vec<u8>>, Option<Arc<Compositor>>)>,
+    /// Scratch for full-portrait composition.
+    composed: Vec<u8>,
     sent_stream_start: bool,
     sent_segment: bool,
     warned_late: bool,
@@ -157,8 +164,15 @@ impl DawnAvatar {
             engine.resolution(),
             engine.default_steps()
         );
+        let face_models = match portrait_loader::load_face_models(&engine.runtime, &settings) {
+            Ok(m) => m,
+            Err(e) => {
+                self.post_progress(gst::ProgressType::Error, "Loading the face models failed");
+                return Err(gst::error_msg!(gst::ResourceError::NotFound, ("{:#}", e)));
+            }
+        };
         let portrait = self
-            .load_portrait(&engine, &settings, &image)
+            .load_portrait(&engine, face_models.as_deref(), &settings, &image, None)
             .map_err(|e| {
                 self.post_progress(gst::ProgressType::Error, "Loading the portrait failed");
                 gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e))
@@ -166,7 +180,7 @@ impl DawnAvatar {
         // The first call at a new shape is much slower in ONNX Runtime: pay it now.
         let live_cfg = settings.chunking(true);
         let warm = live_cfg.context + live_cfg.chunk + live_cfg.lookahead;
-        if let Err(e) = engine.warm_up(&portrait.avatar, warm) {
+        if let Err(e) = engine.warm_up(&portrait.face.avatar, warm) {
             return Err(gst::error_msg!(
                 gst::LibraryError::Failed,
                 ("Warm-up run of the denoiser failed: {:#}", e)
@@ -176,18 +190,21 @@ impl DawnAvatar {
         let mut loaded = self.loaded.lock().unwrap();
         loaded.engine = Some(engine);
         loaded.still = Some(portrait.still);
-        loaded.avatar = Some(portrait.avatar);
+        loaded.face = Some(portrait.face);
+        loaded.face_models = face_models;
         Ok(())
     }
 
     fn load_portrait(
         &self,
         engine: &Engine,
+        models: Option<&FaceModels>,
         settings: &Settings,
         image: &std::path::Path,
+        fixed_size: Option<(u32, u32)>,
     ) -> Result<LoadedPortrait, String> {
-        let portrait =
-            portrait_loader::load(engine, settings, image).map_err(|e| format!("{e:#}"))?;
+        let portrait = portrait_loader::load(engine, models, settings, image, fixed_size)
+            .map_err(|e| format!("{e:#}"))?;
         for w in &portrait.warnings {
             gst::warning!(CAT, imp = self, "{w}");
             let msg = gst::message::Warning::builder(gst::StreamError::Format, w)
@@ -206,24 +223,36 @@ impl DawnAvatar {
     /// `image` changed while the element runs: analyse the new portrait off the streaming
     /// thread and hand it to the worker, which switches at the next chunk.
     fn swap_portrait(&self, image: PathBuf) {
-        let Some(engine) = self.loaded.lock().unwrap().engine.clone() else {
+        let (engine, models) = {
+            let l = self.loaded.lock().unwrap();
+            (l.engine.clone(), l.face_models.clone())
+        };
+        let Some(engine) = engine else {
             return;
         };
         let settings = self.settings.lock().unwrap().clone();
+        // Full-portrait output keeps the size already negotiated downstream.
+        let fixed_size = self
+            .output
+            .lock()
+            .unwrap()
+            .info
+            .as_ref()
+            .map(|i| (i.width(), i.height()));
         let obj = self.obj().downgrade();
         let spawned = std::thread::Builder::new()
             .name("dawn-portrait".into())
             .spawn(move || {
                 let Some(obj) = obj.upgrade() else { return };
                 let imp = obj.imp();
-                match imp.load_portrait(&engine, &settings, &image) {
+                match imp.load_portrait(&engine, models.as_deref(), &settings, &image, fixed_size) {
                     Ok(p) => {
                         {
                             let mut loaded = imp.loaded.lock().unwrap();
-                            loaded.avatar = Some(p.avatar.clone());
+                            loaded.face = Some(p.face.clone());
                             loaded.still = Some(p.still.clone());
                         }
-                        imp.shared.lock().pending_avatar = Some(p.avatar);
+                        imp.shared.lock().pending_face = Some(p.face);
                         imp.shared.notify();
                         gst::info!(CAT, imp = imp, "portrait switched to {}", image.display());
                     }
@@ -251,11 +280,11 @@ impl DawnAvatar {
     // ----------------------------------------------------------------- start / stop
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let (engine, avatar) = {
+        let (engine, face) = {
             let l = self.loaded.lock().unwrap();
-            (l.engine.clone(), l.avatar.clone())
+            (l.engine.clone(), l.face.clone())
         };
-        let (Some(engine), Some(avatar)) = (engine, avatar) else {
+        let (Some(engine), Some(face)) = (engine, face) else {
             return Err(gst::error_msg!(gst::CoreError::StateChange, ("not loaded")));
         };
         let rb = HeapRb::<f32>::new(RING_SECONDS * SAMPLE_RATE as usize);
@@ -276,7 +305,7 @@ impl DawnAvatar {
         let worker = Worker {
             shared: self.shared.clone(),
             engine,
-            avatar,
+            face,
             on_error: Box::new(move |msg| {
                 if let Some(obj) = obj.upgrade() {
                     gst::element_error!(
@@ -331,7 +360,12 @@ impl DawnAvatar {
 
     fn upstream_is_live(&self) -> bool {
         let mut q = gst::query::Latency::new();
-        self.sinkpad.peer_query(&mut q) && q.result().0
+        if !self.sinkpad.peer_query(&mut q) {
+            return false;
+        }
+        let (live, min, _) = q.result();
+        self.input.lock().unwrap().upstream_latency = min;
+        live
     }
 
     /// First data: decide live or offline chunking and give the worker its stream settings.
@@ -441,6 +475,24 @@ impl DawnAvatar {
             self.configure_stream();
             self.input.lock().unwrap().configured = true;
         }
+        let inserted = {
+            let mut s = self.shared.lock();
+            s.chain_busy = true;
+            s.silence_inserted
+        };
+        let res = self.chain_audio(buffer, inserted);
+        self.shared.lock().chain_busy = false;
+        self.shared.notify();
+        res
+    }
+
+    /// Converts one buffer into the timeline (silence for gaps, overlaps dropped) and writes it
+    /// into the ring. `inserted`: silence the worker added on its own (live, audio overdue).
+    fn chain_audio(
+        &self,
+        buffer: gst::Buffer,
+        inserted: u64,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         // Take the producer out so no lock is held while waiting for ring space.
         let (mut producer, format, mut samples, gap, skip) = {
             let mut input = self.input.lock().unwrap();
@@ -466,7 +518,7 @@ impl DawnAvatar {
                 }));
             }
             let base = input.base_pts.unwrap();
-            let expected = Self::sample_pts(base, input.written);
+            let expected = Self::sample_pts(base, input.written + inserted);
             let (mut gap, mut skip) = (0u64, 0u64);
             if let Some(pts) = pts {
                 if pts > expected + DISCONT_TOLERANCE {
@@ -579,7 +631,8 @@ impl DawnAvatar {
                 }
                 let base = input.base_pts.unwrap();
                 let end = ts + duration.unwrap_or(gst::ClockTime::ZERO);
-                let expected = Self::sample_pts(base, input.written);
+                let inserted = self.shared.lock().silence_inserted;
+                let expected = Self::sample_pts(base, input.written + inserted);
                 let n = if end > expected {
                     Self::samples_between(expected, end)
                 } else {
@@ -627,6 +680,8 @@ impl DawnAvatar {
                     s.flow = Ok(gst::FlowSuccess::Ok);
                     s.shown_before = 0;
                     s.total_frames = None;
+                    s.silence_until = 0;
+                    s.silence_inserted = 0;
                     s.flushing = false;
                 }
                 {
@@ -688,6 +743,19 @@ impl DawnAvatar {
         Some((rt + latency).saturating_sub(FRAME_DURATION))
     }
 
+    /// The sample position live audio should have reached at running time `now`: audio
+    /// captured at running time t arrives by t + upstream latency; a grace of 200 ms covers
+    /// jitter.
+    fn overdue_audio_position(&self, now: gst::ClockTime) -> Option<u64> {
+        let input = self.input.lock().unwrap();
+        let base = input.base_pts?;
+        let segment = input.segment.as_ref()?;
+        let upstream = input.upstream_latency;
+        let rt = now.checked_sub(upstream + gst::ClockTime::from_mseconds(200))?;
+        let pts = segment.position_from_running_time(rt)?;
+        (pts > base).then(|| Self::samples_between(base, pts))
+    }
+
     fn src_loop(&self) {
         // 1. Wait for the next item, or (live) for the next frame's deadline.
         let item = {
@@ -731,7 +799,13 @@ impl DawnAvatar {
                     let now = self.obj().current_running_time();
                     if let (Some(deadline), Some(now)) = (deadline, now) {
                         if now >= deadline {
-                            break None; // late: repeat the last frame
+                            // Late: repeat the last frame, and if the audio itself is overdue
+                            // let the worker fill silence so the avatar idles.
+                            if let Some(pos) = self.overdue_audio_position(now) {
+                                s.silence_until = s.silence_until.max(pos);
+                                self.shared.notify();
+                            }
+                            break None;
                         }
                         let wait = (deadline - now).min(gst::ClockTime::from_mseconds(100));
                         s = self
@@ -752,15 +826,23 @@ impl DawnAvatar {
                 self.srcpad.push_event(gst::event::Eos::new());
                 Ok(gst::FlowSuccess::Ok)
             }
-            Some(OutItem::Frame { index, rgb }) => self.push_frame(index, rgb, false),
+            Some(OutItem::Frame {
+                index,
+                rgb,
+                compositor,
+            }) => self.push_frame(index, rgb, compositor, false),
             None => {
-                let (index, rgb) = {
+                let (index, last) = {
                     let out = self.output.lock().unwrap();
                     (out.next_index, out.last.clone())
                 };
-                let rgb = rgb.or_else(|| self.loaded.lock().unwrap().still.clone());
-                match rgb {
-                    Some(rgb) => self.push_frame(index, rgb, true),
+                let last = last.or_else(|| {
+                    let l = self.loaded.lock().unwrap();
+                    let compositor = l.face.as_ref().and_then(|f| f.compositor.clone());
+                    l.still.clone().map(|s| (s, compositor))
+                });
+                match last {
+                    Some((rgb, compositor)) => self.push_frame(index, rgb, compositor, true),
                     None => Ok(gst::FlowSuccess::Ok),
                 }
             }
@@ -787,7 +869,7 @@ impl DawnAvatar {
     }
 
     /// Sends stream-start, caps and segment before the first frame.
-    fn ensure_events(&self, resolution: usize) -> Result<(), gst::FlowError> {
+    fn ensure_events(&self, (width, height): (u32, u32)) -> Result<(), gst::FlowError> {
         let (need_start, need_caps, need_segment) = {
             let out = self.output.lock().unwrap();
             (
@@ -808,7 +890,7 @@ impl DawnAvatar {
             self.output.lock().unwrap().sent_stream_start = true;
         }
         if need_caps {
-            let info = self.negotiate(resolution as u32, resolution as u32)?;
+            let info = self.negotiate(width, height)?;
             let mut out = self.output.lock().unwrap();
             out.format = Some(pixel_format(info.format()).ok_or(gst::FlowError::NotNegotiated)?);
             out.info = Some(info);
@@ -863,10 +945,17 @@ impl DawnAvatar {
         &self,
         index: u64,
         rgb: Arc<Vec<u8>>,
+        compositor: Option<Arc<Compositor>>,
         repeated: bool,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let resolution = ((rgb.len() / 3) as f64).sqrt() as usize;
-        self.ensure_events(resolution)?;
+        let size = match &compositor {
+            Some(c) => c.size(),
+            None => {
+                let side = ((rgb.len() / 3) as f64).sqrt() as u32;
+                (side, side)
+            }
+        };
+        self.ensure_events(size)?;
         let (info, format) = {
             let out = self.output.lock().unwrap();
             (out.info.clone().unwrap(), out.format.unwrap())
@@ -893,12 +982,24 @@ impl DawnAvatar {
             let (w, h) = (info.width() as usize, info.height() as usize);
             let mut planes = frame.planes_data_mut();
             let n = info.n_planes() as usize;
-            pixels::write_rgb8(&rgb, w, h, format, &mut planes[..n], &strides);
+            match &compositor {
+                Some(c) => {
+                    // The face pasted back into the portrait, then converted.
+                    let mut out = self.output.lock().unwrap();
+                    let mut full = std::mem::take(&mut out.composed);
+                    drop(out);
+                    full.resize(w * h * 3, 0);
+                    c.compose(&rgb, &mut full);
+                    pixels::write_rgb8(&full, w, h, format, &mut planes[..n], &strides);
+                    self.output.lock().unwrap().composed = full;
+                }
+                None => pixels::write_rgb8(&rgb, w, h, format, &mut planes[..n], &strides),
+            }
         }
         {
             let mut out = self.output.lock().unwrap();
             out.next_index = index + 1;
-            out.last = Some(rgb);
+            out.last = Some((rgb, compositor));
             if repeated && !out.warned_late {
                 out.warned_late = true;
                 let stats = self.shared.lock().stats;
@@ -949,14 +1050,19 @@ impl DawnAvatar {
                 true
             }
             QueryViewMut::Caps(q) => {
-                let res = self
-                    .loaded
-                    .lock()
-                    .unwrap()
-                    .engine
-                    .as_ref()
-                    .map(|e| e.resolution() as u32);
-                let caps = src_caps(res.map(|r| (r, r)));
+                // Once negotiated the size is fixed; before, it follows the pack (face) or
+                // the compositor (portrait).
+                let size = {
+                    let l = self.loaded.lock().unwrap();
+                    match l.face.as_ref().and_then(|f| f.compositor.as_ref()) {
+                        Some(c) => Some(c.size()),
+                        None => l.engine.as_ref().map(|e| {
+                            let r = e.resolution() as u32;
+                            (r, r)
+                        }),
+                    }
+                };
+                let caps = src_caps(size);
                 let caps = match q.filter() {
                     Some(f) => f.intersect_with_mode(&caps, gst::CapsIntersectMode::First),
                     None => caps,
@@ -1223,6 +1329,33 @@ impl ObjectImpl for DawnAvatar {
                     .blurb("Override the detected eye-openness ratios: \"left,right\" (about 0.3 for open eyes); empty = detect")
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("output", OutputMode::Face)
+                    .nick("Output")
+                    .blurb("face = the square face crop at the model pack's resolution; portrait = the whole portrait with the animated face pasted back (feathered edge), e.g. for a virtual camera")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("output-width")
+                    .nick("Output width")
+                    .blurb("output=portrait: width in pixels; 0 (with output-height 0) = the portrait's own size, at most 1280 on its long side")
+                    .maximum(8192)
+                    .default_value(DEFAULT_OUTPUT_WIDTH)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("output-height")
+                    .nick("Output height")
+                    .blurb("output=portrait: height in pixels; 0 = automatic (see output-width)")
+                    .maximum(8192)
+                    .default_value(DEFAULT_OUTPUT_HEIGHT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("feather")
+                    .nick("Feather")
+                    .blurb("output=portrait: width of the blended edge around the pasted face, as a fraction of the face square's side")
+                    .minimum(0.0)
+                    .maximum(0.5)
+                    .default_value(DEFAULT_FEATHER)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("decoder-batch")
                     .nick("Decoder batch")
                     .blurb("Frames per decoder call (bounds memory)")
@@ -1336,6 +1469,10 @@ impl ObjectImpl for DawnAvatar {
                     }
                 }
                 "decoder-batch" => s.decoder_batch = value.get().unwrap(),
+                "output" => s.output = value.get().unwrap(),
+                "output-width" => s.output_width = value.get().unwrap(),
+                "output-height" => s.output_height = value.get().unwrap(),
+                "feather" => s.feather = value.get().unwrap(),
                 _ => unimplemented!("property {}", pspec.name()),
             }
         }
@@ -1374,6 +1511,10 @@ impl ObjectImpl for DawnAvatar {
             "init-pose" => s.init_pose.map(|v| format_numbers(&v)).to_value(),
             "init-eyes" => s.init_eyes.map(|v| format_numbers(&v)).to_value(),
             "decoder-batch" => s.decoder_batch.to_value(),
+            "output" => s.output.to_value(),
+            "output-width" => s.output_width.to_value(),
+            "output-height" => s.output_height.to_value(),
+            "feather" => s.feather.to_value(),
             name => {
                 drop(s);
                 let st = self.shared.lock().stats;

@@ -1,110 +1,145 @@
-//! From the element's settings to an encoded portrait: decode the image, take the face crop,
-//! encode it, and describe what was found in a `dawn-portrait` message.
+//! From the element's settings to an animated face: analyse the portrait (decode, detect,
+//! crop, init pose and eyes), encode it with the model pack, build the compositor for
+//! full-portrait output, and describe what was found in a `dawn-portrait` message.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use super::settings::Settings;
-use crate::engine::{Avatar, Engine, PortraitInput};
+use super::settings::{OutputMode, Settings};
+use crate::engine::{Avatar, Engine, PortraitInput, Runtime};
+use crate::portrait::{self, Compositor, FaceModels, FaceSelect, PortraitOptions};
+
+/// The environment variable naming a default face-model directory.
+pub const FACE_MODELS_ENV: &str = "DAWN_FACE_MODELS";
+
+/// An encoded portrait plus how its frames are shown.
+#[derive(Clone)]
+pub struct Face {
+    pub avatar: Arc<Avatar>,
+    /// Full-portrait output: pastes generated faces back into the photo.
+    pub compositor: Option<Arc<Compositor>>,
+}
 
 pub struct LoadedPortrait {
-    pub avatar: Arc<Avatar>,
-    /// The crop as RGB8, shown before the first generated frame.
+    pub face: Face,
+    /// The face crop as RGB8 at the pack resolution, shown before the first generated frame.
     pub still: Arc<Vec<u8>>,
     /// The `dawn-portrait` element message body.
     pub report: gst::Structure,
     pub warnings: Vec<String>,
 }
 
-/// Decodes `path` and takes a centred square crop resized to the pack resolution.
-fn centre_crop(path: &Path, s: usize) -> Result<(Vec<f32>, (u32, u32))> {
-    let img = image::ImageReader::open(path)
-        .with_context(|| {
-            format!(
-                "cannot open portrait {}; fix: set image to an existing PNG or JPEG file",
-                path.display()
-            )
-        })?
-        .with_guessed_format()
-        .with_context(|| format!("cannot read portrait {}", path.display()))?
-        .decode()
-        .with_context(|| {
-            format!(
-                "portrait {} is not a readable PNG or JPEG image (corrupt or truncated?)",
-                path.display()
-            )
-        })?
-        .to_rgb8();
-    let (w, h) = img.dimensions();
-    let side = w.min(h);
-    let crop =
-        image::imageops::crop_imm(&img, (w - side) / 2, (h - side) / 2, side, side).to_image();
-    let resized = image::imageops::resize(
-        &crop,
-        s as u32,
-        s as u32,
-        image::imageops::FilterType::Triangle,
-    );
-    let mut planar = vec![0f32; 3 * s * s];
-    for (i, px) in resized.pixels().enumerate() {
-        for c in 0..3 {
-            planar[c * s * s + i] = px[c] as f32 / 255.0;
-        }
+/// Where the face models are: the `face-models` property, else `<model-path>/face`, else
+/// `$DAWN_FACE_MODELS`. `None` when none exists (detection is then off, with a warning).
+pub fn face_models_dir(settings: &Settings) -> Option<PathBuf> {
+    if let Some(dir) = &settings.face_models {
+        return Some(dir.clone());
     }
-    Ok((planar, (w, h)))
+    let in_pack = settings.model_path.as_ref().map(|p| p.join("face"));
+    in_pack
+        .filter(|d| d.is_dir())
+        .or_else(|| std::env::var_os(FACE_MODELS_ENV).map(PathBuf::from))
 }
 
-pub fn load(engine: &Engine, settings: &Settings, path: &Path) -> Result<LoadedPortrait> {
-    let s = engine.resolution();
+/// Loads the face models, if any are configured.
+pub fn load_face_models(runtime: &Runtime, settings: &Settings) -> Result<Option<Arc<FaceModels>>> {
+    match face_models_dir(settings) {
+        Some(dir) => Ok(Some(Arc::new(FaceModels::load(runtime, &dir)?))),
+        None => Ok(None),
+    }
+}
+
+/// The full-portrait output size: the property values, or the photo's size scaled to at most
+/// 1280 pixels on its long side (even sizes, which YUV formats need).
+pub fn output_size(settings: &Settings, source: (u32, u32)) -> (u32, u32) {
+    if settings.output_width > 0 && settings.output_height > 0 {
+        return (settings.output_width, settings.output_height);
+    }
+    let (w, h) = (source.0.max(1) as f64, source.1.max(1) as f64);
+    let k = (1280.0 / w.max(h)).min(1.0);
+    let even = |v: f64| (((v * k).round() as u32) / 2 * 2).max(2);
+    (even(w), even(h))
+}
+
+/// Analyses and encodes the portrait at `path`. `fixed_size` keeps the output size of a
+/// running stream when the portrait changes (caps stay as negotiated).
+pub fn load(
+    engine: &Engine,
+    models: Option<&FaceModels>,
+    settings: &Settings,
+    path: &Path,
+    fixed_size: Option<(u32, u32)>,
+) -> Result<LoadedPortrait> {
     let defaults = &engine.pack.manifest.defaults;
-    let (src_img, (w, h)) = centre_crop(path, s)?;
-    // Without face analysis the face box is the central 60 % of the crop.
-    let mut face_mask = vec![0f32; s * s];
-    let (lo, hi) = (s / 5, s - s / 5);
-    for y in lo..hi {
-        for x in lo..hi {
-            face_mask[y * s + x] = 1.0;
-        }
-    }
-    let mut init_pose = [0f32; 6];
-    init_pose.copy_from_slice(&defaults.init_pose);
-    let mut init_eye = [0f32; 2];
-    init_eye.copy_from_slice(&defaults.init_eye);
-    if let Some(p) = settings.init_pose {
-        init_pose = p;
-    }
-    if let Some(e) = settings.init_eyes {
-        init_eye = e;
-    }
-    let input = PortraitInput {
-        src_img,
-        face_mask,
-        init_pose,
-        init_eye,
+    let opts = PortraitOptions {
+        resolution: engine.resolution() as u32,
+        select: if !settings.detect_face {
+            FaceSelect::Off
+        } else if settings.face_index >= 0 {
+            FaceSelect::Index(settings.face_index as usize)
+        } else {
+            FaceSelect::Largest
+        },
+        strict: settings.strict,
+        pose_override: settings.init_pose,
+        eye_override: settings.init_eyes,
+        default_pose: defaults
+            .init_pose
+            .clone()
+            .try_into()
+            .unwrap_or(portrait::DAWN_DEFAULT_POSE),
+        default_eye: defaults
+            .init_eye
+            .clone()
+            .try_into()
+            .unwrap_or(portrait::DAWN_DEFAULT_EYE),
     };
-    let mut still = vec![0u8; s * s * 3];
-    crate::engine::pixels::float_to_rgb8(&input.src_img, s, s, &mut still);
-    let avatar = engine.avatar(input)?;
-    let side = w.min(h) as i32;
+    let mut p = portrait::analyse_file(path, models, &opts)?;
+    if models.is_none() && settings.detect_face {
+        p.warnings.push(format!(
+            "no face models configured: {} is centre-cropped and DAWN's default pose is used; \
+             set face-models to a directory with the YuNet and 3DDFA models (or ${FACE_MODELS_ENV})",
+            path.display()
+        ));
+    }
+    let avatar = engine
+        .avatar(PortraitInput {
+            src_img: std::mem::take(&mut p.src_img),
+            face_mask: std::mem::take(&mut p.face_mask),
+            init_pose: p.init_pose,
+            init_eye: p.init_eye,
+        })
+        .with_context(|| format!("encoding portrait {}", path.display()))?;
+    let compositor = (settings.output == OutputMode::Portrait).then(|| {
+        let (w, h) = fixed_size.unwrap_or_else(|| output_size(settings, p.source_size));
+        Arc::new(Compositor::new(&p, w, h, settings.feather as f32))
+    });
+    let [fx, fy, fw, fh] = p.face_box.unwrap_or([0.0; 4]);
     let report = gst::Structure::builder("dawn-portrait")
         .field("image", path.display().to_string())
-        .field("detected", false)
-        .field("face-x", (w as i32 - side) / 2)
-        .field("face-y", (h as i32 - side) / 2)
-        .field("face-width", side)
-        .field("face-height", side)
-        .field("yaw", init_pose[0] as f64)
-        .field("pitch", init_pose[1] as f64)
-        .field("roll", init_pose[2] as f64)
-        .field("eye-left", init_eye[0] as f64)
-        .field("eye-right", init_eye[1] as f64)
+        .field("detected", p.detected)
+        .field("face-x", fx.round() as i32)
+        .field("face-y", fy.round() as i32)
+        .field("face-width", fw.round() as i32)
+        .field("face-height", fh.round() as i32)
+        .field("faces", p.faces.len() as u32)
+        .field("yaw", p.init_pose[0] as f64)
+        .field("pitch", p.init_pose[1] as f64)
+        .field("roll", p.init_pose[2] as f64)
+        .field("eye-left", p.init_eye[0] as f64)
+        .field("eye-right", p.init_eye[1] as f64)
+        .field("pose-source", format!("{:?}", p.pose_source).to_lowercase())
+        .field("warnings", p.warnings.join("; "))
         .build();
     Ok(LoadedPortrait {
-        avatar: Arc::new(avatar),
-        still: Arc::new(still),
+        face: Face {
+            avatar: Arc::new(avatar),
+            compositor,
+        },
+        still: Arc::new(p.crop_image.into_raw()),
         report,
-        warnings: Vec::new(),
+        warnings: p.warnings,
     })
 }

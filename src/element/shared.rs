@@ -7,12 +7,19 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use ringbuf::HeapCons;
 
-use crate::engine::{Avatar, StageTimes, StreamConfig};
+use super::portrait_loader::Face;
+use crate::engine::{StageTimes, StreamConfig};
+use crate::portrait::Compositor;
 
 /// A generated frame (packed RGB8 at the pack resolution), or the end of the stream.
 #[derive(Debug, Clone)]
 pub enum OutItem {
-    Frame { index: u64, rgb: Arc<Vec<u8>> },
+    Frame {
+        index: u64,
+        rgb: Arc<Vec<u8>>,
+        /// Full-portrait output: the compositor of the portrait this frame was made from.
+        compositor: Option<Arc<Compositor>>,
+    },
     Eos,
 }
 
@@ -50,9 +57,19 @@ pub struct SharedState {
     /// Frames with an index below this were already shown (pushed or repeated): the worker
     /// may skip chunks that would only produce such frames.
     pub shown_before: u64,
+    /// Live: the pacer found the audio overdue up to this sample position; the worker fills
+    /// the stream with silence up to it so the avatar keeps moving (idle motion).
+    pub silence_until: u64,
+    /// Samples of such silence the worker inserted (the streaming thread counts them in its
+    /// timeline, so late audio for those positions is dropped rather than shifting sync).
+    pub silence_inserted: u64,
+    /// The streaming thread is between reading the timeline and writing into the ring: the
+    /// worker must not insert silence then.
+    pub chain_busy: bool,
     /// Frames in the whole stream, once EOS made it known: the pacer never repeats beyond.
     pub total_frames: Option<u64>,
-    pub pending_avatar: Option<Arc<Avatar>>,
+    /// A new portrait for the worker to switch to at the next chunk.
+    pub pending_face: Option<Face>,
     /// A fatal error from the worker, for the src task to post.
     pub error: Option<String>,
     /// The last downstream flow result, returned upstream by the chain function.
@@ -75,8 +92,11 @@ impl Default for SharedState {
             queue: VecDeque::new(),
             queue_limit: 1,
             shown_before: 0,
+            silence_until: 0,
+            silence_inserted: 0,
+            chain_busy: false,
             total_frames: None,
-            pending_avatar: None,
+            pending_face: None,
             error: None,
             flow: Ok(gst::FlowSuccess::Ok),
             stats: Stats::default(),

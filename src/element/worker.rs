@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use ringbuf::traits::{Consumer, Observer};
 
+use super::portrait_loader::Face;
 use super::shared::{OutItem, Shared};
-use crate::engine::{Avatar, ChunkOutput, Engine, SeededNoise, Stream};
+use crate::engine::{ChunkOutput, Engine, SeededNoise, Stream};
 
 /// Live degradation: steps per chunk move between the configured count and a floor so a
 /// chunk takes at most its real-time budget.
@@ -38,7 +39,7 @@ impl StepPolicy {
 pub struct Worker {
     pub shared: Arc<Shared>,
     pub engine: Arc<Engine>,
-    pub avatar: Arc<Avatar>,
+    pub face: Face,
     /// Called with each fatal error message (the element posts it).
     pub on_error: Box<dyn Fn(String) + Send>,
 }
@@ -58,8 +59,8 @@ impl Worker {
                     if s.stopping {
                         return;
                     }
-                    if let Some(a) = s.pending_avatar.take() {
-                        self.avatar = a;
+                    if let Some(f) = s.pending_face.take() {
+                        self.face = f;
                     }
                     if s.generation != generation || (stream.is_none() && s.stream_config.is_some())
                     {
@@ -102,6 +103,19 @@ impl Worker {
                         self.shared.notify();
                     }
                     let ring_empty = s.audio.as_ref().is_none_or(|c| c.is_empty());
+                    // Live audio overdue (a source that stopped without GAP events): silence,
+                    // so the avatar idles instead of freezing.
+                    let pos = st.received() as u64;
+                    if live
+                        && ring_empty
+                        && !s.chain_busy
+                        && !st.is_finished()
+                        && pos < s.silence_until
+                    {
+                        let n = s.silence_until - pos;
+                        st.push_silence(n as usize);
+                        s.silence_inserted += n;
+                    }
                     if s.input_eos && ring_empty && !st.is_finished() {
                         st.finish();
                         s.total_frames = st.total_frames().map(|n| n as u64);
@@ -136,7 +150,7 @@ impl Worker {
             // A bug in the engine must end in an element error, not a dead thread and a
             // stalled pipeline.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                st.run_chunk(&self.engine, &self.avatar, steps)
+                st.run_chunk(&self.engine, &self.face.avatar, steps)
             }))
             .unwrap_or_else(|p| {
                 let what = p
@@ -196,6 +210,7 @@ impl Worker {
             s.queue.push_back(OutItem::Frame {
                 index: (chunk.plan.k0 + i) as u64,
                 rgb,
+                compositor: self.face.compositor.clone(),
             });
         }
         drop(s);
