@@ -72,6 +72,9 @@ struct Input {
     samples: Vec<f32>,
 }
 
+/// A generated face (RGB8) and, for full-portrait output, the compositor that shows it.
+type ShownFrame = (Arc<Vec<u8>>, Option<Arc<Compositor>>);
+
 /// Src-task state (output side).
 #[derive(Default)]
 struct Output {
@@ -80,7 +83,7 @@ struct Output {
     /// Index of the next frame to show.
     next_index: u64,
     /// The last frame shown (repeated when inference is late).
-    last: Option<(Arc<Vec<u8>>, Option<Arc<Compositor>>)>,
+    last: Option<ShownFrame>,
     /// Scratch for full-portrait composition.
     composed: Vec<u8>,
     sent_stream_start: bool,
