@@ -176,4 +176,31 @@ fn summary(stats: &gst::Structure, wall: Duration, out: &std::path::Path) {
         f("decoder-ms"),
         f("host-ms")
     );
+    let peak = peak_rss_mib();
+    println!("peak memory: {peak:.0} MiB");
+    // One machine-readable line for benchmark scripts (tools/bench).
+    println!(
+        "SUMMARY {{\"frames\": {frames}, \"wall_s\": {:.3}, \"audio_ms\": {:.1}, \"pbnet_ms\": {:.1}, \"denoiser_ms\": {:.1}, \"decoder_ms\": {:.1}, \"host_ms\": {:.1}, \"engine_total_ms\": {:.1}, \"peak_rss_mib\": {peak:.0}}}",
+        wall.as_secs_f64(),
+        f("audio-ms"),
+        f("pbnet-ms"),
+        f("denoiser-ms"),
+        f("decoder-ms"),
+        f("host-ms"),
+        f("total-ms")
+    );
+}
+
+/// Peak resident memory of this process (Linux VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
 }
