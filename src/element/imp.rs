@@ -403,6 +403,7 @@ impl DawnAvatar {
         s.live = live;
         s.seed = settings.seed;
         s.min_steps = settings.min_sampling_steps;
+        s.stats.max_steps = steps as u32;
         // Non-live: queue one chunk ahead. Live: enough to ride out jitter.
         s.queue_limit = cfg.chunk.chunk.max(1) * 2;
         drop(s);
@@ -1018,7 +1019,9 @@ impl DawnAvatar {
         {
             let mut s = self.shared.lock();
             s.shown_before = index + 1;
+            s.stats.next_frame = index + 1;
             if repeated {
+                s.stats.last_repeat = Some(index);
                 s.stats.frames_repeated += 1;
             } else {
                 s.stats.frames_pushed += 1;
@@ -1394,7 +1397,7 @@ impl ObjectImpl for DawnAvatar {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("All statistics as a structure: frames, per-stage times (ms), host overhead, real-time factor")
+                    .blurb("All statistics as a structure: frames generated/pushed/repeated/dropped, per-stage times (ms), real-time factors, current sampling steps and the live degradation rung (full, reduced-steps, repeating)")
                     .read_only()
                     .build(),
             ]
@@ -1537,6 +1540,7 @@ impl ObjectImpl for DawnAvatar {
                             .field("frames-dropped", st.frames_dropped)
                             .field("chunks", st.chunks)
                             .field("current-sampling-steps", st.current_steps)
+                            .field("live-rung", st.rung())
                             .field("real-time-factor", st.last_rtf)
                             .field("total-real-time-factor", t.real_time_factor())
                             .field("audio-ms", ms(t.audio))

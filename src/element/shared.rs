@@ -32,6 +32,11 @@ pub struct Stats {
     pub frames_dropped: u64,
     pub last_rtf: f64,
     pub current_steps: u32,
+    /// Steps asked for (sampling-steps or the pack's default).
+    pub max_steps: u32,
+    /// Index of the last repeated frame and of the next frame to show (live degradation rung).
+    pub last_repeat: Option<u64>,
+    pub next_frame: u64,
     pub chunks: u64,
     pub times: StageTimes,
 }
@@ -75,6 +80,23 @@ pub struct SharedState {
     /// The last downstream flow result, returned upstream by the chain function.
     pub flow: Result<gst::FlowSuccess, gst::FlowError>,
     pub stats: Stats,
+}
+
+impl Stats {
+    /// Where live degradation stands: "full" quality, "reduced-steps" (fewer sampling steps
+    /// than asked), or "repeating" (frames repeated within the last second).
+    pub fn rung(&self) -> &'static str {
+        if self
+            .last_repeat
+            .is_some_and(|r| self.next_frame.saturating_sub(r) <= 25)
+        {
+            "repeating"
+        } else if self.current_steps > 0 && self.current_steps < self.max_steps {
+            "reduced-steps"
+        } else {
+            "full"
+        }
+    }
 }
 
 impl Default for SharedState {
