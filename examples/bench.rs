@@ -240,7 +240,14 @@ fn main() -> Result<()> {
         frames / wall,
         wall / (frames / 25.0)
     );
-    println!("first chunk     {:.2} s", first_chunk.unwrap_or(0.0));
+    let wait = cfg.chunk.wait_frames() as f64 * 0.04;
+    println!(
+        "first chunk     {:.2} s; live first-frame latency = {:.2} s audio wait + {:.2} s = {:.2} s",
+        first_chunk.unwrap_or(0.0),
+        wait,
+        first_chunk.unwrap_or(0.0),
+        wait + first_chunk.unwrap_or(0.0)
+    );
     println!(
         "per stage (ms)  audio {:.0} | pbnet {:.0} | denoiser {:.0} ({} calls, {:.2} ms per frame per step) | decoder {:.0} ({:.1} ms/frame) | host {:.0}",
         ms(t.audio),
