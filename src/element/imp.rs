@@ -1255,6 +1255,12 @@ impl ObjectImpl for DawnAvatar {
                     .blurb("Directory where TensorRT caches built engines (execution-provider=tensorrt); empty = no cache")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("tensorrt-fp16")
+                    .nick("TensorRT fp16")
+                    .blurb("execution-provider=tensorrt: build fp16 engines (about twice as fast; the graphs' inputs and outputs stay float32)")
+                    .default_value(DEFAULT_TRT_FP16)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("sampling-steps")
                     .nick("Sampling steps")
                     .blurb("DDIM steps per chunk; 0 = the model pack's default (20 for DAWN). Fewer steps are faster and rougher")
@@ -1429,6 +1435,7 @@ impl ObjectImpl for DawnAvatar {
                 "execution-provider" => s.execution_provider = value.get().unwrap(),
                 "device-id" => s.device_id = value.get().unwrap(),
                 "trt-cache-dir" => s.trt_cache_dir = path(value),
+                "tensorrt-fp16" => s.trt_fp16 = value.get().unwrap(),
                 "sampling-steps" => s.sampling_steps = value.get().unwrap(),
                 "min-sampling-steps" => s.min_sampling_steps = value.get().unwrap(),
                 "seed" => s.seed = value.get().unwrap(),
@@ -1504,6 +1511,7 @@ impl ObjectImpl for DawnAvatar {
             "execution-provider" => s.execution_provider.to_value(),
             "device-id" => s.device_id.to_value(),
             "trt-cache-dir" => path(&s.trt_cache_dir),
+            "tensorrt-fp16" => s.trt_fp16.to_value(),
             "sampling-steps" => s.sampling_steps.to_value(),
             "min-sampling-steps" => s.min_sampling_steps.to_value(),
             "seed" => s.seed.to_value(),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::engine::{ChunkConfig, Provider, RuntimeConfig};
 
 pub const DEFAULT_DEVICE_ID: i32 = 0;
+pub const DEFAULT_TRT_FP16: bool = true;
 /// 0 = the pack's default (20 for DAWN).
 pub const DEFAULT_SAMPLING_STEPS: u32 = 0;
 /// Lowest step count live degradation may go down to.
@@ -86,6 +87,7 @@ pub struct Settings {
     pub execution_provider: ExecutionProvider,
     pub device_id: i32,
     pub trt_cache_dir: Option<PathBuf>,
+    pub trt_fp16: bool,
     pub sampling_steps: u32,
     pub min_sampling_steps: u32,
     pub seed: u64,
@@ -114,6 +116,7 @@ impl Default for Settings {
             execution_provider: ExecutionProvider::default(),
             device_id: DEFAULT_DEVICE_ID,
             trt_cache_dir: None,
+            trt_fp16: DEFAULT_TRT_FP16,
             sampling_steps: DEFAULT_SAMPLING_STEPS,
             min_sampling_steps: DEFAULT_MIN_SAMPLING_STEPS,
             seed: DEFAULT_SEED,
@@ -158,6 +161,7 @@ impl Settings {
             provider: self.execution_provider.into(),
             device_id: self.device_id,
             trt_cache_dir: self.trt_cache_dir.clone(),
+            trt_fp16: self.trt_fp16,
             ..RuntimeConfig::default()
         }
     }
