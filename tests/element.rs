@@ -270,3 +270,52 @@ fn gaps_are_filled_so_frames_follow_the_clock() {
         assert_eq!(b.pts(), Some(frame_time(k as u64)));
     }
 }
+
+#[test]
+fn every_property_is_documented_and_round_trips() {
+    init();
+    let e = gst::ElementFactory::make("dawnavatar").build().unwrap();
+    let specs = e.list_properties();
+    assert!(specs.len() >= 25);
+    for p in specs.iter() {
+        if p.owner_type() != e.type_() {
+            continue;
+        }
+        assert!(
+            p.name()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{} is not kebab-case",
+            p.name()
+        );
+        assert!(
+            !p.nick().is_empty() && p.blurb().is_some_and(|b| b.len() > 20),
+            "{} needs a nick and a blurb",
+            p.name()
+        );
+        // Writable properties accept their own default back.
+        if p.flags().contains(glib::ParamFlags::WRITABLE) {
+            e.set_property_from_value(p.name(), &p.default_value().clone());
+            assert_eq!(
+                e.property_value(p.name()).serialize().ok(),
+                p.default_value().serialize().ok(),
+                "{}",
+                p.name()
+            );
+        }
+    }
+    // Units are stated where a property has them.
+    let blurb = |n: &str| e.find_property(n).unwrap().blurb().unwrap().to_string();
+    assert!(blurb("latency").contains("milliseconds"));
+    assert!(blurb("chunk-frames").contains("40 ms"));
+    e.set_property_from_str("init-pose", "1,2,3,0.0005,60,70");
+    assert_eq!(
+        e.property::<Option<String>>("init-pose").as_deref(),
+        Some("1,2,3,0.0005,60,70")
+    );
+    e.set_property_from_str("execution-provider", "tensorrt");
+    assert_eq!(
+        e.property::<gstdawn::element::ExecutionProvider>("execution-provider"),
+        gstdawn::element::ExecutionProvider::TensorRt
+    );
+}
