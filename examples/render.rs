@@ -107,6 +107,7 @@ fn main() -> Result<()> {
         anyhow::anyhow!("could not start: {msg}")
     })?;
     let mut duration: Option<gst::ClockTime> = None;
+    let mut last_draw = Instant::now() - Duration::from_secs(1);
     let result = loop {
         if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(250)) {
             match msg.view() {
@@ -129,6 +130,11 @@ fn main() -> Result<()> {
         if duration.is_none() {
             duration = pipeline.query_duration::<gst::ClockTime>();
         }
+        // Redraw at most four times a second, however many messages arrive.
+        if last_draw.elapsed() < Duration::from_millis(250) {
+            continue;
+        }
+        last_draw = Instant::now();
         let frames: u64 = avatar.property("frames-generated");
         if let Some(d) = duration {
             let total = (d.mseconds() / 40).max(1);
