@@ -13,6 +13,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+
+mod common;
 use gstdawn::engine::{
     ChunkConfig, Engine, PortraitInput, RuntimeConfig, SeededNoise, Stream, StreamConfig,
     runtime::Provider,
@@ -79,47 +81,6 @@ fn parse() -> Result<Args> {
     Ok(a)
 }
 
-fn read_wav16k(path: &std::path::Path) -> Result<Vec<f32>> {
-    let b = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut pos = 12;
-    while pos + 8 <= b.len() {
-        let len = u32::from_le_bytes(b[pos + 4..pos + 8].try_into()?) as usize;
-        if &b[pos..pos + 4] == b"fmt " {
-            let ch = u16::from_le_bytes([b[pos + 10], b[pos + 11]]);
-            let rate = u32::from_le_bytes(b[pos + 12..pos + 16].try_into()?);
-            if ch != 1 || rate != 16_000 {
-                bail!(
-                    "{} is {rate} Hz with {ch} channels; the benchmark needs 16 kHz mono",
-                    path.display()
-                );
-            }
-        }
-        if &b[pos..pos + 4] == b"data" {
-            let end = (pos + 8 + len).min(b.len());
-            return Ok(b[pos + 8..end]
-                .chunks_exact(2)
-                .map(|s| i16::from_le_bytes([s[0], s[1]]) as f32 / 32768.0)
-                .collect());
-        }
-        pos += 8 + len + (len & 1);
-    }
-    bail!("{} has no data chunk", path.display())
-}
-
-/// Peak resident memory of this process (Linux), in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
 fn main() -> Result<()> {
     let a = parse()?;
     let t_load = Instant::now();
@@ -171,7 +132,13 @@ fn main() -> Result<()> {
         init_pose: d.init_pose.clone().try_into().unwrap(),
         init_eye: d.init_eye.clone().try_into().unwrap(),
     })?;
-    let mut audio = read_wav16k(&a.audio)?;
+    let (mut audio, rate) = common::read_wav(&a.audio)?;
+    if rate != 16_000 {
+        bail!(
+            "{} is {rate} Hz; the benchmark needs 16 kHz mono (the element resamples, the engine does not)",
+            a.audio.display()
+        );
+    }
     if let Some(sec) = a.seconds {
         let n = (sec * 16_000.0) as usize;
         // Loop the recording if a longer benchmark is asked for.
@@ -263,6 +230,6 @@ fn main() -> Result<()> {
         "host overhead   {:.2} % of wall time (outside ONNX Runtime)",
         100.0 * t.host.as_secs_f64() / t.total.as_secs_f64().max(1e-9)
     );
-    println!("peak memory     {:.0} MiB (VmHWM)", peak_rss_mib());
+    println!("peak memory     {:.0} MiB (VmHWM)", common::peak_rss_mib());
     Ok(())
 }

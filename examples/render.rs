@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use gst::prelude::*;
 
+mod common;
+
 struct Args {
     image: PathBuf,
     audio: PathBuf,
@@ -182,7 +184,7 @@ fn summary(stats: &gst::Structure, wall: Duration, out: &std::path::Path) {
         f("decoder-ms"),
         f("host-ms")
     );
-    let peak = peak_rss_mib();
+    let peak = common::peak_rss_mib();
     println!("peak memory: {peak:.0} MiB");
     // One machine-readable line for benchmark scripts (tools/bench).
     println!(
@@ -195,18 +197,4 @@ fn summary(stats: &gst::Structure, wall: Duration, out: &std::path::Path) {
         f("host-ms"),
         f("total-ms")
     );
-}
-
-/// Peak resident memory of this process (Linux VmHWM), in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }

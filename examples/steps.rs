@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+
+mod common;
 use gstdawn::engine::{
     ChunkConfig, Engine, RuntimeConfig, SeededNoise, Stream, StreamConfig, runtime::Provider,
 };
@@ -61,7 +63,7 @@ fn main() -> Result<()> {
         init_pose: p.init_pose,
         init_eye: p.init_eye,
     })?;
-    let (speech, _) = read_wav(&root.join("tests/data/speech_orig_16k.wav"))?;
+    let (speech, _) = common::read_wav(&root.join("tests/data/speech_orig_16k.wav"))?;
     let audio = &speech[..(frames * 640).min(speech.len())];
     let shown = [0, frames / 4, frames / 2, 3 * frames / 4, frames - 1];
     let mut strip = image::RgbImage::new((s * shown.len()) as u32, (s * steps.len()) as u32);
@@ -110,25 +112,4 @@ fn main() -> Result<()> {
         out.display()
     );
     Ok(())
-}
-
-fn read_wav(path: &std::path::Path) -> Result<(Vec<f32>, u32)> {
-    let b = std::fs::read(path)?;
-    let mut pos = 12;
-    let mut rate = 0;
-    while pos + 8 <= b.len() {
-        let len = u32::from_le_bytes(b[pos + 4..pos + 8].try_into()?) as usize;
-        if &b[pos..pos + 4] == b"fmt " {
-            rate = u32::from_le_bytes(b[pos + 12..pos + 16].try_into()?);
-        } else if &b[pos..pos + 4] == b"data" {
-            let data = &b[pos + 8..(pos + 8 + len).min(b.len())];
-            let s = data
-                .chunks_exact(2)
-                .map(|x| i16::from_le_bytes([x[0], x[1]]) as f32 / 32768.0)
-                .collect();
-            return Ok((s, rate));
-        }
-        pos += 8 + len + (len & 1);
-    }
-    anyhow::bail!("no data chunk in {}", path.display())
 }
