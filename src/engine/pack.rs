@@ -118,6 +118,10 @@ pub struct Provenance {
     pub source: String,
     #[serde(default)]
     pub notes: String,
+    /// How the denoiser's temporal attention was exported: "dense" (memory quadratic in the
+    /// frames per call) or "banded" (linear). Decides how large offline chunks may be.
+    #[serde(default)]
+    pub attention: Option<String>,
 }
 
 /// The six graphs of a pack.
@@ -336,6 +340,11 @@ impl ModelPack {
 
     pub fn latent_size(&self) -> usize {
         self.manifest.latent_size as usize
+    }
+
+    /// True when the denoiser's attention memory grows linearly with frames per call.
+    pub fn banded_attention(&self) -> bool {
+        self.manifest.provenance.attention.as_deref() == Some("banded")
     }
 }
 
