@@ -181,7 +181,7 @@ impl DawnAvatar {
                 gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e))
             })?;
         // The first call at a new shape is much slower in ONNX Runtime: pay it now.
-        let live_cfg = settings.chunking(true, engine.pack.banded_attention());
+        let live_cfg = settings.chunking(true);
         let warm = live_cfg.context + live_cfg.chunk + live_cfg.lookahead;
         if let Err(e) = engine.warm_up(&portrait.face.avatar, warm) {
             return Err(gst::error_msg!(
@@ -357,8 +357,7 @@ impl DawnAvatar {
     /// processing budget (`latency`).
     fn own_latency(&self, live: bool) -> gst::ClockTime {
         let settings = self.settings.lock().unwrap();
-        // Live chunking does not depend on the attention layout.
-        let wait = settings.chunking(live, false).wait_frames() as u64;
+        let wait = settings.chunking(live).wait_frames() as u64;
         FRAME_DURATION * wait + gst::ClockTime::from_mseconds(settings.latency_ms as u64)
     }
 
@@ -384,7 +383,7 @@ impl DawnAvatar {
             engine.default_steps()
         };
         let cfg = StreamConfig {
-            chunk: settings.chunking(live, engine.pack.banded_attention()),
+            chunk: settings.chunking(live),
             steps,
             eta: engine.default_eta(),
             decoder_batch: settings.decoder_batch.max(1) as usize,
@@ -1285,7 +1284,7 @@ impl ObjectImpl for DawnAvatar {
                     .build(),
                 glib::ParamSpecUInt::builder("chunk-frames")
                     .nick("Chunk frames")
-                    .blurb("New frames generated per chunk (40 ms each); 0 = by mode: 16 live; offline 200 with banded-attention packs, else 80")
+                    .blurb("New frames generated per chunk (40 ms each); 0 = by mode: 16 live, 80 offline")
                     .maximum(1000)
                     .default_value(DEFAULT_CHUNK_FRAMES)
                     .mutable_ready()

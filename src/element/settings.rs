@@ -30,10 +30,6 @@ pub const DEFAULT_DECODER_BATCH: u32 = 16;
 /// input is a file (less overlap overhead: cost is (context + new + look-ahead) / new).
 pub const LIVE_CHUNKING: (usize, usize, usize) = (16, 16, 8);
 pub const OFFLINE_CHUNKING: (usize, usize, usize) = (80, 20, 10);
-/// Offline, a pack with banded attention takes 200 new frames per call (DAWN's own pass
-/// length, so an 8-second clip is one call as in the reference); dense attention needs memory
-/// quadratic in the frames per call, so its chunks stay at 80.
-pub const OFFLINE_CHUNKING_BANDED: (usize, usize, usize) = (200, 20, 10);
 
 /// What the element outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
@@ -144,11 +140,11 @@ impl Default for Settings {
 
 impl Settings {
     /// Chunk sizes for a live or non-live upstream, with explicit properties winning.
-    pub fn chunking(&self, live: bool, banded: bool) -> ChunkConfig {
-        let (c, l, r) = match (live, banded) {
-            (true, _) => LIVE_CHUNKING,
-            (false, true) => OFFLINE_CHUNKING_BANDED,
-            (false, false) => OFFLINE_CHUNKING,
+    pub fn chunking(&self, live: bool) -> ChunkConfig {
+        let (c, l, r) = if live {
+            LIVE_CHUNKING
+        } else {
+            OFFLINE_CHUNKING
         };
         let chunk = if self.chunk_frames > 0 {
             self.chunk_frames as usize
