@@ -118,8 +118,8 @@ pub struct Provenance {
     pub source: String,
     #[serde(default)]
     pub notes: String,
-    /// How the denoiser's temporal attention was exported: "dense" (memory quadratic in the
-    /// frames per call) or "banded" (linear). Decides how large offline chunks may be.
+    /// How the denoiser's temporal attention was exported: "dense" or "banded" (informational;
+    /// reported by the benchmarks).
     #[serde(default)]
     pub attention: Option<String>,
 }
@@ -340,11 +340,6 @@ impl ModelPack {
 
     pub fn latent_size(&self) -> usize {
         self.manifest.latent_size as usize
-    }
-
-    /// True when the denoiser's attention memory grows linearly with frames per call.
-    pub fn banded_attention(&self) -> bool {
-        self.manifest.provenance.attention.as_deref() == Some("banded")
     }
 }
 
