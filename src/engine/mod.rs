@@ -71,7 +71,8 @@ impl Engine {
         for (role, file) in pack.manifest.graphs.iter() {
             progress(&format!("loading {file}"));
             let path = dir.join(file);
-            let graph = Graph::new(role.name(), runtime.session(&path)?);
+            let graph = Graph::new(role.name(), runtime.session(&path)?)
+                .with_staging(runtime.host_staging());
             let (inputs, outputs) = graph.signature();
             let (mut p, cs) = pack::check_signature(role, file, &pack.manifest, &inputs, &outputs);
             problems.append(&mut p);

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use ort::ep::{self, ExecutionProviderDispatch};
-use ort::session::Session;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{IoBinding, Session};
+use ort::value::Tensor;
 
 /// Which ONNX Runtime execution provider runs the graphs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -43,8 +45,6 @@ pub struct RuntimeConfig {
     pub trt_fp16: bool,
     /// TensorRT: where built engines are cached (built once, reused across runs).
     pub trt_cache_dir: Option<PathBuf>,
-    /// CUDA: capture CUDA graphs (only valid for graphs whose shapes never change).
-    pub cuda_graph: bool,
     /// Intra-op threads for the CPU provider (0 = ONNX Runtime's default: one per core).
     pub intra_threads: usize,
 }
@@ -56,7 +56,6 @@ impl Default for RuntimeConfig {
             device_id: 0,
             trt_fp16: true,
             trt_cache_dir: None,
-            cuda_graph: false,
             intra_threads: 0,
         }
     }
@@ -185,6 +184,14 @@ impl Runtime {
         self.resolved
     }
 
+    /// Where host buffers that a graph reads or writes on every run should live.
+    pub fn host_staging(&self) -> HostStaging {
+        match self.resolved {
+            Provider::Cuda | Provider::TensorRt => HostStaging::CudaPinned(self.config.device_id),
+            Provider::Cpu | Provider::Auto => HostStaging::Cpu,
+        }
+    }
+
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
     }
@@ -216,7 +223,6 @@ fn dispatch(config: &RuntimeConfig, provider: Provider) -> Option<ExecutionProvi
         Provider::Cuda => Some(
             ep::CUDA::default()
                 .with_device_id(config.device_id)
-                .with_cuda_graph(config.cuda_graph)
                 .build()
                 .error_on_failure(),
         ),
@@ -287,12 +293,24 @@ pub struct RunTime {
     pub total: Duration,
 }
 
+/// Host memory for tensors that cross to the device on every run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostStaging {
+    /// Ordinary memory: the CPU provider reads and writes it in place.
+    #[default]
+    Cpu,
+    /// Page-locked memory on this CUDA device's host side, so each host↔device copy is one DMA
+    /// transfer instead of a bounce through a staging buffer.
+    CudaPinned(i32),
+}
+
 /// One graph's session, behind a mutex because `Session::run` takes `&mut self`, with the
 /// time spent running it.
 pub struct Graph {
     pub name: &'static str,
     session: Mutex<Session>,
     time: Mutex<RunTime>,
+    staging: HostStaging,
 }
 
 impl fmt::Debug for Graph {
@@ -307,7 +325,61 @@ impl Graph {
             name,
             session: Mutex::new(session),
             time: Mutex::new(RunTime::default()),
+            staging: HostStaging::Cpu,
         }
+    }
+
+    /// Sets where [`Graph::host_tensor`] allocates.
+    pub fn with_staging(mut self, staging: HostStaging) -> Self {
+        self.staging = staging;
+        self
+    }
+
+    /// A host tensor for a graph input (`output == false`) or output that is rewritten on every
+    /// run. Pinned on CUDA; if pinned memory cannot be had, ordinary memory still works (ONNX
+    /// Runtime then copies through its own staging buffer).
+    pub fn host_tensor(&self, shape: &[usize], output: bool) -> Result<Tensor<f32>> {
+        let shape = shape.to_vec();
+        if let HostStaging::CudaPinned(device) = self.staging {
+            let kind = if output {
+                MemoryType::CPUOutput
+            } else {
+                MemoryType::CPUInput
+            };
+            let session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            let pinned = MemoryInfo::new(
+                AllocationDevice::CUDA_PINNED,
+                device,
+                AllocatorType::Device,
+                kind,
+            )
+            .and_then(|info| Allocator::new(&session, info))
+            .and_then(|alloc| Tensor::<f32>::new(&alloc, shape.clone()));
+            if let Ok(t) = pinned {
+                return Ok(t);
+            }
+        }
+        Tensor::<f32>::new(&Allocator::default(), shape)
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("allocating a host tensor for graph {}", self.name))
+    }
+
+    /// An I/O binding for this graph: inputs bound once (e.g. per chunk) are copied to the
+    /// device once, not on every run.
+    pub fn binding(&self) -> Result<IoBinding> {
+        let session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        session
+            .create_binding()
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("creating an I/O binding for graph {}", self.name))
+    }
+
+    /// Runs the graph on a binding whose outputs are bound to preallocated tensors.
+    pub fn run_binding(&self, binding: &IoBinding) -> Result<()> {
+        self.with_session(|session| {
+            session.run_binding(binding)?;
+            Ok(())
+        })
     }
 
     /// Runs `f` with the locked session and accounts the time it took.
