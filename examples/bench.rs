@@ -20,6 +20,10 @@ use gstdawn::engine::{
     runtime::Provider,
 };
 
+const USAGE: &str = "usage: bench --model PACK [--audio speech_16k.wav] [--image face.png] \
+[--seconds S] [--steps N] [--chunk 80 --context 20 --lookahead 10] \
+[--provider cpu|cuda|tensorrt|auto] [--threads N] [--decoder-batch 16]";
+
 struct Args {
     model: PathBuf,
     audio: PathBuf,
@@ -51,7 +55,13 @@ fn parse() -> Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let v = it.next().with_context(|| format!("{k} needs a value"))?;
+        if k == "--help" || k == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let v = it
+            .next()
+            .with_context(|| format!("{k} needs a value\n{USAGE}"))?;
         match k.as_str() {
             "--model" => a.model = v.into(),
             "--audio" => a.audio = v.into(),
@@ -72,11 +82,11 @@ fn parse() -> Result<Args> {
                     _ => bail!("--provider cpu|cuda|tensorrt|auto"),
                 }
             }
-            _ => bail!("unknown option {k} (see the top of examples/bench.rs)"),
+            _ => bail!("unknown option {k}\n{USAGE}"),
         }
     }
     if a.model.as_os_str().is_empty() {
-        bail!("--model PACK is required");
+        bail!("--model PACK is required\n{USAGE}");
     }
     Ok(a)
 }

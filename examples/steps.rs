@@ -18,6 +18,8 @@ use gstdawn::engine::{
 };
 use gstdawn::portrait::{self, FaceSelect, PortraitOptions};
 
+const USAGE: &str = "usage: steps --model PACK [--steps 20,10,5] [--frames 40] [--image face.png] [--out out/steps.png]";
+
 fn main() -> Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut model = None;
@@ -27,17 +29,23 @@ fn main() -> Result<()> {
     let mut out = root.join("out/steps.png");
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let v = it.next().context("missing value")?;
+        if k == "--help" || k == "-h" {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        let v = it
+            .next()
+            .with_context(|| format!("{k} needs a value\n{USAGE}"))?;
         match k.as_str() {
             "--model" => model = Some(PathBuf::from(v)),
             "--steps" => steps = v.split(',').map(|s| s.parse()).collect::<Result<_, _>>()?,
             "--frames" => frames = v.parse()?,
             "--image" => image = v.into(),
             "--out" => out = v.into(),
-            _ => anyhow::bail!("unknown option {k}"),
+            _ => anyhow::bail!("unknown option {k}\n{USAGE}"),
         }
     }
-    let model = model.context("--model PACK is required")?;
+    let model = model.with_context(|| format!("--model PACK is required\n{USAGE}"))?;
     let engine = Engine::load(
         &model,
         RuntimeConfig {
