@@ -213,8 +213,17 @@ def temporal_attention_wrappers(unet):
     return out
 
 
-def patch_unet(unet, window, dtype=torch.float32, band_block=None):
-    """Patch a (deep-copied) upstream Unet3D for export; returns it."""
+# Speed rewrites of tools/export/fast_unet.py applied by patch_unet (all exact up to float
+# rounding; A/B timings in docs/exporter.md). "temporal" only applies to dense attention.
+SPEED_REWRITES = ("temporal", "cross", "spatial")
+
+
+def patch_unet(unet, window, dtype=torch.float32, band_block=None, rewrites=None):
+    """Patch a (deep-copied) upstream Unet3D for export; returns it. ``rewrites``: the speed
+    rewrites to apply (default ``SPEED_REWRITES``; ``()`` for the plain upstream graph)."""
+    from . import fast_unet
+
+    rewrites = SPEED_REWRITES if rewrites is None else tuple(rewrites)
     unet.has_cond = False  # CFG branch off: cond_scale = 1, no null embedding of fixed length
     unet.time_rel_pos_bias = InGraphRelPosBias(unet.time_rel_pos_bias, window, dtype, band_block)
     unet.init_conv = SplitInitConv(unet.init_conv)
@@ -226,6 +235,15 @@ def patch_unet(unet, window, dtype=torch.float32, band_block=None):
     if band_block:
         for w in wrappers:
             w.fn = BandedTemporalAttention(w.fn, band_block, window, dtype)
+    elif "temporal" in rewrites:
+        n = fast_unet.patch_temporal_attention(unet, dtype)
+        assert n == 10, f"expected 10 temporal attentions, rewrote {n}"
+    if "cross" in rewrites:
+        n = fast_unet.patch_cross_attention(unet, dtype)
+        assert n == 18, f"expected 18 cross-attention blocks, rewrote {n}"
+    if "spatial" in rewrites:
+        n = fast_unet.patch_spatial_linear_attention(unet, dtype)
+        assert n == 8, f"expected 8 spatial linear attentions, rewrote {n}"
     return unet
 
 
