@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release --example bench -- --model PACK [--audio speech_16k.wav] [--image face.png]
 //!     [--seconds 8] [--steps 20] [--chunk 80 --context 20 --lookahead 10] [--provider cpu|cuda|tensorrt]
-//!     [--threads N] [--decoder-batch 16]
+//!     [--threads N] [--decoder-batch 8]
 //! ```
 //! The audio must be 16 kHz mono 16-bit WAV (tests/data/speech_orig_16k.wav by default).
 
@@ -22,7 +22,7 @@ use gstdawn::engine::{
 
 const USAGE: &str = "usage: bench --model PACK [--audio speech_16k.wav] [--image face.png] \
 [--seconds S] [--steps N] [--chunk 80 --context 20 --lookahead 10] \
-[--provider cpu|cuda|tensorrt|auto] [--threads N] [--decoder-batch 16]";
+[--provider cpu|cuda|tensorrt|auto] [--threads N] [--decoder-batch 8]";
 
 struct Args {
     model: PathBuf,
@@ -51,7 +51,7 @@ fn parse() -> Result<Args> {
         lookahead: 10,
         provider: Provider::Cpu,
         threads: 0,
-        decoder_batch: 16,
+        decoder_batch: 8,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {

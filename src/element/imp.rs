@@ -181,7 +181,7 @@ impl DawnAvatar {
                 gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e))
             })?;
         // The first call at a new shape is much slower in ONNX Runtime: pay it now.
-        let live_cfg = settings.chunking(true);
+        let live_cfg = settings.chunking(true, engine.resolution() as u32);
         let warm = live_cfg.context + live_cfg.chunk + live_cfg.lookahead;
         if let Err(e) = engine.warm_up(&portrait.face.avatar, warm) {
             return Err(gst::error_msg!(
@@ -356,8 +356,15 @@ impl DawnAvatar {
     /// Our share of the latency: the audio a chunk waits for beyond its first frame plus the
     /// processing budget (`latency`).
     fn own_latency(&self, live: bool) -> gst::ClockTime {
+        let resolution = self
+            .loaded
+            .lock()
+            .unwrap()
+            .engine
+            .as_ref()
+            .map_or(128, |e| e.resolution() as u32);
         let settings = self.settings.lock().unwrap();
-        let wait = settings.chunking(live).wait_frames() as u64;
+        let wait = settings.chunking(live, resolution).wait_frames() as u64;
         FRAME_DURATION * wait + gst::ClockTime::from_mseconds(settings.latency_ms as u64)
     }
 
@@ -383,7 +390,7 @@ impl DawnAvatar {
             engine.default_steps()
         };
         let cfg = StreamConfig {
-            chunk: settings.chunking(live),
+            chunk: settings.chunking(live, engine.resolution() as u32),
             steps,
             eta: engine.default_eta(),
             decoder_batch: settings.decoder_batch.max(1) as usize,
@@ -1284,14 +1291,14 @@ impl ObjectImpl for DawnAvatar {
                     .build(),
                 glib::ParamSpecUInt::builder("chunk-frames")
                     .nick("Chunk frames")
-                    .blurb("New frames generated per chunk (40 ms each); 0 = by mode: 16 live, 80 offline")
+                    .blurb("New frames generated per chunk (40 ms each); 0 = by mode: 16 live, 80 offline (40 offline for 256 packs, to bound memory)")
                     .maximum(1000)
                     .default_value(DEFAULT_CHUNK_FRAMES)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecInt::builder("context-frames")
                     .nick("Context frames")
-                    .blurb("Already emitted frames each chunk re-uses so motion is continuous across chunks; -1 = by mode: 16 live, 20 offline")
+                    .blurb("Already emitted frames each chunk re-uses so motion is continuous across chunks; -1 = by mode: 16 live, 20 offline (10 for 256 packs)")
                     .minimum(-1)
                     .maximum(1000)
                     .default_value(DEFAULT_CONTEXT_FRAMES)
@@ -1299,7 +1306,7 @@ impl ObjectImpl for DawnAvatar {
                     .build(),
                 glib::ParamSpecInt::builder("lookahead-frames")
                     .nick("Look-ahead frames")
-                    .blurb("Future frames generated and discarded per chunk (adds latency, improves seams); -1 = by mode: 8 live, 10 offline")
+                    .blurb("Future frames generated and discarded per chunk (adds latency, improves seams); -1 = by mode: 8 live, 10 offline (5 for 256 packs)")
                     .minimum(-1)
                     .maximum(1000)
                     .default_value(DEFAULT_LOOKAHEAD_FRAMES)
@@ -1370,7 +1377,7 @@ impl ObjectImpl for DawnAvatar {
                     .build(),
                 glib::ParamSpecUInt::builder("decoder-batch")
                     .nick("Decoder batch")
-                    .blurb("Frames per decoder call (bounds memory)")
+                    .blurb("Frames per decoder call (bounds memory: about 1 GiB at 256 with 8; larger batches are not faster on the CPU)")
                     .minimum(1)
                     .maximum(256)
                     .default_value(DEFAULT_DECODER_BATCH)
