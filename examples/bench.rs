@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- --model PACK [--audio speech_16k.wav] [--image face.png]
-//!     [--seconds 8] [--steps 20] [--chunk 80 --context 20 --lookahead 10] [--provider cpu|cuda|tensorrt]
+//!     [--seconds 8] [--steps 20] [--chunk N (default: the element's offline policy) --context 20 --lookahead 10] [--provider cpu|cuda|tensorrt]
 //!     [--threads N] [--decoder-batch 8]
 //! ```
 //! The audio must be 16 kHz mono 16-bit WAV (tests/data/speech_orig_16k.wav by default).
@@ -16,12 +16,12 @@ use anyhow::{Context, Result, bail};
 
 mod common;
 use gstdawn::engine::{
-    ChunkConfig, Engine, PortraitInput, RuntimeConfig, SeededNoise, Stream, StreamConfig,
+    ChunkConfig, Engine, PortraitInput, RuntimeConfig, SeededNoise, Stream, StreamConfig, chunker,
     runtime::Provider,
 };
 
 const USAGE: &str = "usage: bench --model PACK [--audio speech_16k.wav] [--image face.png] \
-[--seconds S] [--steps N] [--chunk 80 --context 20 --lookahead 10] \
+[--seconds S] [--steps N] [--chunk N (default: the element's offline policy) --context 20 --lookahead 10] \
 [--provider cpu|cuda|tensorrt|auto] [--threads N] [--decoder-batch 8]";
 
 struct Args {
@@ -46,7 +46,7 @@ fn parse() -> Result<Args> {
         image: root.join("tests/data/skimage_astronaut_128.png"),
         seconds: None,
         steps: None,
-        chunk: 80,
+        chunk: 0,
         context: 20,
         lookahead: 10,
         provider: Provider::Cpu,
@@ -159,8 +159,19 @@ fn main() -> Result<()> {
         audio.truncate(n);
     }
     let steps = a.steps.unwrap_or(engine.default_steps());
+    // Default: the element's offline policy for a file of this length.
+    let chunk = if a.chunk > 0 {
+        a.chunk
+    } else {
+        let max_call = if s > 128 {
+            chunker::OFFLINE_MAX_CALL_LARGE
+        } else {
+            chunker::OFFLINE_MAX_CALL
+        };
+        chunker::offline_chunk(max_call, a.context, a.lookahead, Some(audio.len() / 640))
+    };
     let cfg = StreamConfig {
-        chunk: ChunkConfig::new(a.chunk, a.context, a.lookahead),
+        chunk: ChunkConfig::new(chunk, a.context, a.lookahead),
         steps,
         eta: engine.default_eta(),
         decoder_batch: a.decoder_batch,

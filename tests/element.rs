@@ -319,3 +319,61 @@ fn every_property_is_documented_and_round_trips() {
         gstdawn::element::ExecutionProvider::TensorRt
     );
 }
+
+/// Offline, a file that fits in one denoiser call is rendered in one pass (the reference's
+/// amount of work) when upstream knows its length; without a length the element cannot know,
+/// takes its largest chunk (170 new frames) and needs a second one for the rest.
+#[test]
+fn offline_file_of_known_length_is_rendered_in_one_pass() {
+    init();
+    let frames = 187u64;
+    let audio = speech();
+    let audio = &audio[..frames as usize * 640];
+    for (length_known, expected_chunks) in [(true, 1u64), (false, 2)] {
+        let desc = format!(
+            "appsrc name=src format=time ! dawnavatar name=avatar model-path={} image={} \
+             execution-provider=cpu sampling-steps=2 ! fakesink",
+            pack("tiny64").display(),
+            data("skimage_astronaut_128.png").display()
+        );
+        let pipeline = gst::parse::launch(&desc)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let src = pipeline
+            .by_name("src")
+            .unwrap()
+            .downcast::<gst_app::AppSrc>()
+            .unwrap();
+        src.set_caps(Some(&audio_caps_f32()));
+        if length_known {
+            src.set_duration(frame_time(frames));
+        }
+        let mut offset = 0u64;
+        for chunk in audio.chunks(1600) {
+            src.push_buffer(f32_buffer(chunk, offset)).unwrap();
+            offset += chunk.len() as u64;
+        }
+        src.end_of_stream().unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_seconds(120),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .expect("no EOS within 120 s");
+        assert_eq!(msg.type_(), gst::MessageType::Eos, "{msg:?}");
+        let stats = pipeline
+            .by_name("avatar")
+            .unwrap()
+            .property::<gst::Structure>("stats");
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert_eq!(stats.get::<u64>("frames-generated").unwrap(), frames);
+        assert_eq!(
+            stats.get::<u64>("chunks").unwrap(),
+            expected_chunks,
+            "length known: {length_known}; {stats}"
+        );
+    }
+}

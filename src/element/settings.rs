@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+use crate::engine::chunker::{
+    LIVE_CHUNKING, OFFLINE_CONTEXT, OFFLINE_LOOKAHEAD, OFFLINE_MAX_CALL, OFFLINE_MAX_CALL_LARGE,
+    offline_chunk,
+};
 use crate::engine::{ChunkConfig, Provider, RuntimeConfig};
 
 pub const DEFAULT_DEVICE_ID: i32 = 0;
@@ -25,15 +29,6 @@ pub const DEFAULT_OUTPUT_WIDTH: u32 = 0;
 pub const DEFAULT_OUTPUT_HEIGHT: u32 = 0;
 pub const DEFAULT_FEATHER: f64 = 0.08;
 pub const DEFAULT_DECODER_BATCH: u32 = 8;
-
-/// Chunking chosen by mode: small chunks when latency matters (live), large ones when the
-/// input is a file (less overlap overhead: cost is (context + new + look-ahead) / new).
-pub const LIVE_CHUNKING: (usize, usize, usize) = (16, 16, 8);
-pub const OFFLINE_CHUNKING: (usize, usize, usize) = (80, 20, 10);
-/// Offline chunking for packs above 128 × 128: the denoiser's activations grow with the
-/// latent area (4× at 256) and its dense temporal attention with frames², so half-length chunks
-/// keep one call near 5 GiB instead of 13 GiB, at the same overlap cost (1.375×).
-pub const OFFLINE_CHUNKING_LARGE: (usize, usize, usize) = (40, 10, 5);
 
 /// What the element outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, glib::Enum)]
@@ -143,23 +138,33 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// Chunk sizes for a live or non-live upstream and a pack resolution, with explicit
-    /// properties winning.
-    pub fn chunking(&self, live: bool, resolution: u32) -> ChunkConfig {
-        let (c, l, r) = if live {
-            LIVE_CHUNKING
-        } else if resolution > 128 {
-            OFFLINE_CHUNKING_LARGE
+    /// Chunk sizes for a live or non-live upstream, a pack resolution and (offline) the
+    /// input's length in frames when upstream knows it; explicit properties win.
+    pub fn chunking(
+        &self,
+        live: bool,
+        resolution: u32,
+        total_frames: Option<usize>,
+    ) -> ChunkConfig {
+        let (l, r) = if live {
+            (LIVE_CHUNKING.1, LIVE_CHUNKING.2)
         } else {
-            OFFLINE_CHUNKING
-        };
-        let chunk = if self.chunk_frames > 0 {
-            self.chunk_frames as usize
-        } else {
-            c
+            (OFFLINE_CONTEXT, OFFLINE_LOOKAHEAD)
         };
         let context = usize::try_from(self.context_frames).unwrap_or(l);
         let lookahead = usize::try_from(self.lookahead_frames).unwrap_or(r);
+        let chunk = if self.chunk_frames > 0 {
+            self.chunk_frames as usize
+        } else if live {
+            LIVE_CHUNKING.0
+        } else {
+            let max_call = if resolution > 128 {
+                OFFLINE_MAX_CALL_LARGE
+            } else {
+                OFFLINE_MAX_CALL
+            };
+            offline_chunk(max_call, context, lookahead, total_frames)
+        };
         ChunkConfig::new(chunk, context, lookahead)
     }
 
@@ -202,4 +207,22 @@ pub fn format_numbers(v: &[f32]) -> String {
         .map(|x| x.to_string())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+#[cfg(test)]
+mod chunking_tests {
+    use super::*;
+
+    #[test]
+    fn explicit_properties_win_and_live_uses_small_chunks() {
+        let mut s = Settings::default();
+        let live = s.chunking(true, 128, Some(1000));
+        assert_eq!((live.chunk, live.context, live.lookahead), LIVE_CHUNKING);
+        let off = s.chunking(false, 256, Some(200));
+        assert_eq!((off.chunk, off.context, off.lookahead), (50, 20, 10));
+        s.chunk_frames = 8;
+        s.context_frames = 2;
+        assert_eq!(s.chunking(false, 128, Some(1000)).chunk, 8);
+        assert_eq!(s.chunking(false, 128, Some(1000)).context, 2);
+    }
 }

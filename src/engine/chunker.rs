@@ -79,6 +79,35 @@ impl ChunkPlan {
     }
 }
 
+/// Chunking by mode. Live (new, context, look-ahead frames): small chunks because latency
+/// matters. Offline: calls as long as memory allows (the cost is (context + new + look-ahead) / new).
+pub const LIVE_CHUNKING: (usize, usize, usize) = (16, 16, 8);
+/// Context and look-ahead frames of offline chunks.
+pub const OFFLINE_CONTEXT: usize = 20;
+pub const OFFLINE_LOOKAHEAD: usize = 10;
+/// Longest offline denoiser call (context + new + look-ahead frames) at 128 × 128: about
+/// 3.9 GiB in ONNX Runtime on the CPU (tools/bench/memprobe.py, docs/performance.md).
+pub const OFFLINE_MAX_CALL: usize = 200;
+/// The same above 128 × 128: activations are 4× larger at 256 (80 frames: 3.2 GiB).
+pub const OFFLINE_MAX_CALL_LARGE: usize = 80;
+
+/// New frames per offline chunk. A file that fits in one call is rendered in one pass (exactly
+/// the reference's work); a longer one is cut into equal chunks, as few as the call limit
+/// allows, so no short last chunk pays the context overhead. Unknown length: the largest chunk.
+pub fn offline_chunk(
+    max_call: usize,
+    context: usize,
+    lookahead: usize,
+    total: Option<usize>,
+) -> usize {
+    let largest = max_call.saturating_sub(context + lookahead).max(1);
+    match total {
+        Some(n) if n > 0 && n <= max_call => n,
+        Some(n) if n > 0 => n.div_ceil(n.div_ceil(largest)),
+        _ => largest,
+    }
+}
+
 /// Total frames for a stream of `n_total` samples (the DAWN rule).
 pub fn total_frames(n_total: usize) -> usize {
     n_total / SAMPLES_PER_FRAME
@@ -172,5 +201,20 @@ mod tests {
         for received in [640 * 13, 640 * 50, n] {
             assert_eq!(plan(&c, 0, received, None), plan(&c, 0, n, Some(n)));
         }
+    }
+
+    #[test]
+    fn offline_chunks_fill_the_call_limit_evenly() {
+        // Fits in one call: one pass, however long the look-ahead.
+        assert_eq!(offline_chunk(200, 20, 10, Some(200)), 200);
+        assert_eq!(offline_chunk(80, 20, 10, Some(80)), 80);
+        // 270 frames, at most 170 new per call: two equal chunks, not 170 + 100.
+        assert_eq!(offline_chunk(200, 20, 10, Some(270)), 135);
+        // 1000 frames: 6 chunks of 167 (each call 20 + 167 + 10 = 197 <= 200).
+        assert_eq!(offline_chunk(200, 20, 10, Some(1000)), 167);
+        assert_eq!(offline_chunk(200, 20, 10, None), 170);
+        assert_eq!(offline_chunk(80, 20, 10, None), 50);
+        // A context larger than the limit still makes progress.
+        assert_eq!(offline_chunk(10, 20, 10, None), 1);
     }
 }

@@ -272,7 +272,7 @@ fn build_session(
         .with_intra_op_spinning(false)?
         // The memory pattern pre-plans one block per input shape on top of the arena; without
         // it a 110-frame denoiser call at 128 peaks at 3.2 GiB instead of 5.1 GiB, equally fast
-        // (measured with tools/bench/memprobe, docs/performance.md).
+        // (measured with tools/bench/memprobe.py, docs/performance.md).
         .with_memory_pattern(false)?;
     if let Some(ep) = dispatch(config, provider) {
         // TensorRT falls back to CUDA for the nodes it cannot take.
