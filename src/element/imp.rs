@@ -1403,7 +1403,7 @@ impl ObjectImpl for DawnAvatar {
                     .build(),
                 glib::ParamSpecUInt64::builder("frames-dropped")
                     .nick("Frames dropped")
-                    .blurb("Generated frames dropped because their time had passed (live pipelines)")
+                    .blurb("Frames never shown because inference was late (live pipelines): generated after their time, or skipped without generating them; repeated frames fill their slots")
                     .read_only()
                     .build(),
                 glib::ParamSpecDouble::builder("real-time-factor")
