@@ -1299,14 +1299,14 @@ impl ObjectImpl for DawnAvatar {
                     .build(),
                 glib::ParamSpecUInt::builder("chunk-frames")
                     .nick("Chunk frames")
-                    .blurb("New frames generated per chunk (40 ms each); 0 = by mode: 16 live, 80 offline (40 offline for 256 packs, to bound memory)")
+                    .blurb("New frames generated per chunk (40 ms each); 0 = by mode: 16 live; offline the whole input in one call when upstream knows its length and it fits (200 frames at 128, 80 at 256, bounded by memory), else equal chunks as large as that allows")
                     .maximum(1000)
                     .default_value(DEFAULT_CHUNK_FRAMES)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecInt::builder("context-frames")
                     .nick("Context frames")
-                    .blurb("Already emitted frames each chunk re-uses so motion is continuous across chunks; -1 = by mode: 16 live, 20 offline (10 for 256 packs)")
+                    .blurb("Already emitted frames each chunk re-uses so motion is continuous across chunks; -1 = by mode: 16 live, 20 offline")
                     .minimum(-1)
                     .maximum(1000)
                     .default_value(DEFAULT_CONTEXT_FRAMES)
@@ -1314,7 +1314,7 @@ impl ObjectImpl for DawnAvatar {
                     .build(),
                 glib::ParamSpecInt::builder("lookahead-frames")
                     .nick("Look-ahead frames")
-                    .blurb("Future frames generated and discarded per chunk (adds latency, improves seams); -1 = by mode: 8 live, 10 offline (5 for 256 packs)")
+                    .blurb("Future frames generated and discarded per chunk (adds latency, improves seams); -1 = by mode: 8 live, 10 offline")
                     .minimum(-1)
                     .maximum(1000)
                     .default_value(DEFAULT_LOOKAHEAD_FRAMES)
