@@ -163,12 +163,12 @@ fn main() -> Result<()> {
     let chunk = if a.chunk > 0 {
         a.chunk
     } else {
-        let max_call = if s > 128 {
-            chunker::OFFLINE_MAX_CALL_LARGE
-        } else {
-            chunker::OFFLINE_MAX_CALL
-        };
-        chunker::offline_chunk(max_call, a.context, a.lookahead, Some(audio.len() / 640))
+        chunker::offline_chunk(
+            chunker::offline_max_call(s),
+            a.context,
+            a.lookahead,
+            Some(audio.len() / 640),
+        )
     };
     let cfg = StreamConfig {
         chunk: ChunkConfig::new(chunk, a.context, a.lookahead),

@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 
 use crate::engine::chunker::{
-    LIVE_CHUNKING, OFFLINE_CONTEXT, OFFLINE_LOOKAHEAD, OFFLINE_MAX_CALL, OFFLINE_MAX_CALL_LARGE,
-    offline_chunk,
+    LIVE_CHUNKING, OFFLINE_CONTEXT, OFFLINE_LOOKAHEAD, offline_chunk, offline_max_call,
 };
 use crate::engine::{ChunkConfig, Provider, RuntimeConfig};
 
@@ -158,12 +157,12 @@ impl Settings {
         } else if live {
             LIVE_CHUNKING.0
         } else {
-            let max_call = if resolution > 128 {
-                OFFLINE_MAX_CALL_LARGE
-            } else {
-                OFFLINE_MAX_CALL
-            };
-            offline_chunk(max_call, context, lookahead, total_frames)
+            offline_chunk(
+                offline_max_call(resolution as usize),
+                context,
+                lookahead,
+                total_frames,
+            )
         };
         ChunkConfig::new(chunk, context, lookahead)
     }

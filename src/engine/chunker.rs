@@ -91,6 +91,15 @@ pub const OFFLINE_MAX_CALL: usize = 200;
 /// The same above 128 × 128: activations are 4× larger at 256 (80 frames: 3.2 GiB).
 pub const OFFLINE_MAX_CALL_LARGE: usize = 80;
 
+/// The longest offline call for a pack resolution.
+pub fn offline_max_call(resolution: usize) -> usize {
+    if resolution > 128 {
+        OFFLINE_MAX_CALL_LARGE
+    } else {
+        OFFLINE_MAX_CALL
+    }
+}
+
 /// New frames per offline chunk. A file that fits in one call is rendered in one pass (exactly
 /// the reference's work); a longer one is cut into equal chunks, as few as the call limit
 /// allows, so no short last chunk pays the context overhead. Unknown length: the largest chunk.
