@@ -336,16 +336,7 @@ fn offline_file_of_known_length_is_rendered_in_one_pass() {
             pack("tiny64").display(),
             data("skimage_astronaut_128.png").display()
         );
-        let pipeline = gst::parse::launch(&desc)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
-        let src = pipeline
-            .by_name("src")
-            .unwrap()
-            .downcast::<gst_app::AppSrc>()
-            .unwrap();
-        src.set_caps(Some(&audio_caps_f32()));
+        let (pipeline, src) = appsrc_pipeline(&desc);
         if length_known {
             src.set_duration(frame_time(frames));
         }

@@ -25,16 +25,7 @@ fn live_pipeline(
         pack("tiny64").display(),
         data("skimage_astronaut_128.png").display()
     );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    src.set_caps(Some(&audio_caps_f32()));
+    let (pipeline, src) = appsrc_pipeline(&desc);
     let sink = pipeline
         .by_name("sink")
         .unwrap()

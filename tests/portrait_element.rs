@@ -31,20 +31,11 @@ fn run(
 ) -> Result<(Vec<gst::Structure>, Option<gst::Caps>, usize), String> {
     init();
     let n = (seconds * 16_000.0) as usize;
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, src) = appsrc_pipeline(&format!(
         "appsrc name=src format=time ! dawnavatar name=d model-path={} execution-provider=cpu chunk-frames=8 \
          sampling-steps=3 {props} ! appsink name=sink sync=false",
         pack("tiny64").display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    src.set_caps(Some(&audio_caps_f32()));
+    ));
     let sink = pipeline
         .by_name("sink")
         .unwrap()
@@ -217,22 +208,13 @@ fn swapping_the_portrait_while_live_keeps_25_fps() {
     let extra = models
         .map(|m| format!("face-models={}", m.display()))
         .unwrap_or_default();
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, src) = appsrc_pipeline(&format!(
         "appsrc name=src is-live=true format=time ! dawnavatar name=d model-path={} image={} {extra} \
          execution-provider=cpu chunk-frames=4 context-frames=4 lookahead-frames=2 sampling-steps=3 latency=400 ! \
          appsink name=sink sync=true",
         pack("tiny64").display(),
         data("skimage_astronaut.png").display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let src = pipeline
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
-    src.set_caps(Some(&audio_caps_f32()));
+    ));
     let avatar = pipeline.by_name("d").unwrap();
     let sink = pipeline
         .by_name("sink")

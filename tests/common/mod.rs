@@ -80,6 +80,23 @@ pub fn avatar(pack_name: &str, props: &[(&str, glib::Value)]) -> gst::Element {
     e
 }
 
+/// Parses a pipeline whose source is an appsrc named `src` and gives that appsrc F32LE mono
+/// 16 kHz caps.
+pub fn appsrc_pipeline(desc: &str) -> (gst::Pipeline, gst_app::AppSrc) {
+    init();
+    let pipeline = gst::parse::launch(desc)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let src = pipeline
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    src.set_caps(Some(&audio_caps_f32()));
+    (pipeline, src)
+}
+
 /// F32LE mono 16 kHz audio caps.
 pub fn audio_caps_f32() -> gst::Caps {
     gst_audio::AudioCapsBuilder::new_interleaved()
