@@ -335,15 +335,7 @@ class CpuMonitor:
         return now - self._t0
 
     def _sample(self):
-        mine = own_tree(os.getpid())
-        snap = {}
-        for pid in _pids():
-            if pid in mine:
-                continue
-            st = _proc_stat(pid)
-            if st:
-                snap[pid] = st
-        return snap
+        return cpu_ticks(own_tree(os.getpid()))
 
     def _run(self):
         self._t0 = time.monotonic()
@@ -351,9 +343,9 @@ class CpuMonitor:
         while not self._stop.wait(self.interval):
             cur = self._sample()
             step = 0
-            for pid, (_, ticks, comm) in cur.items():
+            for pid, (ticks, comm) in cur.items():
                 before = prev.get(pid)
-                used = ticks - before[1] if before and before[2] == comm else 0
+                used = ticks - before[0] if before and before[1] == comm else 0
                 if used > 0:
                     ent = self.others.setdefault(pid, [_proc_cmdline(pid)[:160] or comm, 0])
                     ent[1] += used
