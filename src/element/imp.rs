@@ -181,7 +181,7 @@ impl DawnAvatar {
                 gst::error_msg!(gst::ResourceError::OpenRead, ("{}", e))
             })?;
         // The first call at a new shape is much slower in ONNX Runtime: pay it now.
-        let live_cfg = settings.chunking(true, engine.resolution() as u32, None);
+        let live_cfg = settings.chunking(true, engine.resolution(), None);
         let warm = live_cfg.context + live_cfg.chunk + live_cfg.lookahead;
         if let Err(e) = engine.warm_up(&portrait.face.avatar, warm) {
             return Err(gst::error_msg!(
@@ -362,7 +362,7 @@ impl DawnAvatar {
             .unwrap()
             .engine
             .as_ref()
-            .map_or(128, |e| e.resolution() as u32);
+            .map_or(128, |e| e.resolution());
         let settings = self.settings.lock().unwrap();
         let wait = settings.chunking(live, resolution, None).wait_frames() as u64;
         FRAME_DURATION * wait + gst::ClockTime::from_mseconds(settings.latency_ms as u64)
@@ -398,7 +398,7 @@ impl DawnAvatar {
                 .map(|d| (d.nseconds() / FRAME_DURATION.nseconds()) as usize)
         };
         let cfg = StreamConfig {
-            chunk: settings.chunking(live, engine.resolution() as u32, total_frames),
+            chunk: settings.chunking(live, engine.resolution(), total_frames),
             steps,
             eta: engine.default_eta(),
             decoder_batch: settings.decoder_batch.max(1) as usize,

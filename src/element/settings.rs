@@ -142,7 +142,7 @@ impl Settings {
     pub fn chunking(
         &self,
         live: bool,
-        resolution: u32,
+        resolution: usize,
         total_frames: Option<usize>,
     ) -> ChunkConfig {
         let (l, r) = if live {
@@ -158,7 +158,7 @@ impl Settings {
             LIVE_CHUNKING.0
         } else {
             offline_chunk(
-                offline_max_call(resolution as usize),
+                offline_max_call(resolution),
                 context,
                 lookahead,
                 total_frames,
