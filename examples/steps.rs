@@ -82,6 +82,7 @@ fn main() -> Result<()> {
             steps: n,
             eta: engine.default_eta(),
             decoder_batch: 8,
+            planned_samples: Some(audio.len()),
         };
         let mut stream = Stream::new(cfg, Box::new(SeededNoise::new(1234)));
         stream.push_audio(audio);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Preview window: speech (file, or the microphone) → avatar on screen, with the sound.
 #   pipelines/preview.sh PORTRAIT PACK [SPEECH_FILE]
+# The sound is split before its conversion to the avatar's 16 kHz and played in sync.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 [ $# -ge 2 ] || die "usage: $0 PORTRAIT PACK [SPEECH_FILE]"
@@ -15,8 +16,9 @@ else
 fi
 sink="${DAWN_VIDEO_SINK:-autovideosink}"
 eval gst-launch-1.0 -e \
-  "$src" ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! tee name=t \
-  t. ! queue ! dawnavatar image="\"$image\"" model-path="\"$pack\"" ${DAWN_PROPS:-} ! \
+  "$src" ! tee name=t \
+  t. ! queue ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! \
+    dawnavatar image="\"$image\"" model-path="\"$pack\"" ${DAWN_PROPS:-} ! \
     videoconvert ! videoscale ! video/x-raw,width=512,height=512 ! "$sink" \
   t. ! queue max-size-time=0 max-size-buffers=0 max-size-bytes=0 ! audioconvert ! \
-    "${DAWN_AUDIO_SINK:-autoaudiosink}"
+    audioresample ! "${DAWN_AUDIO_SINK:-autoaudiosink}"

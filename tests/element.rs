@@ -308,11 +308,14 @@ fn every_property_is_documented_and_round_trips() {
     let blurb = |n: &str| e.find_property(n).unwrap().blurb().unwrap().to_string();
     assert!(blurb("latency").contains("milliseconds"));
     assert!(blurb("chunk-frames").contains("40 ms"));
-    e.set_property_from_str("init-pose", "1,2,3,0.0005,60,70");
-    assert_eq!(
-        e.property::<Option<String>>("init-pose").as_deref(),
-        Some("1,2,3,0.0005,60,70")
-    );
+    // Pose and eye overrides are arrays, as gst-launch-1.0 writes them.
+    e.set_property_from_str("init-pose", "<1.0, 2.0, 3.0, 0.0005, 60.0, 70.0>");
+    let pose: Vec<f32> = e
+        .property::<gst::Array>("init-pose")
+        .iter()
+        .map(|v| v.get::<f32>().unwrap())
+        .collect();
+    assert_eq!(pose, [1.0, 2.0, 3.0, 0.0005, 60.0, 70.0]);
     e.set_property_from_str("execution-provider", "tensorrt");
     assert_eq!(
         e.property::<gstdawn::element::ExecutionProvider>("execution-provider"),

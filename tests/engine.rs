@@ -49,6 +49,7 @@ fn memory_stays_flat_on_a_long_stream() {
         steps: 1,
         eta: 1.0,
         decoder_batch: 16,
+        planned_samples: None,
     };
     let mut stream = Stream::new(cfg, Box::new(SeededNoise::new(1)));
     let speech = common::speech();
@@ -80,6 +81,7 @@ fn a_new_portrait_takes_effect_at_the_next_chunk() {
         steps: 3,
         eta: 1.0,
         decoder_batch: 8,
+        planned_samples: None,
     };
     let mut stream = Stream::new(cfg, Box::new(SeededNoise::new(2)));
     stream.push_audio(&common::speech()[..640 * 24]);

@@ -198,29 +198,92 @@ fn wrong_audio_caps_name_the_fix() {
     );
 }
 
-/// ONNX Runtime is loaded once per process, so the missing-library case runs in a child
-/// process of this test binary with a bad ORT_DYLIB_PATH.
-#[test]
-fn missing_onnx_runtime_library() {
-    if std::env::var_os("DAWN_TEST_CHILD").is_some() {
-        let err = run_with(&[("model-path", &pack64()), ("image", &portrait())]).unwrap_err();
-        assert!(err.contains("ORT_DYLIB_PATH"), "{err}");
-        assert!(err.contains("/nonexistent/libonnxruntime.so"), "{err}");
-        println!("CHILD-OK: {err}");
-        return;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "missing_onnx_runtime_library", "--nocapture"])
-        .env("DAWN_TEST_CHILD", "1")
-        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
-        .output()
-        .unwrap();
+/// ONNX Runtime is loaded once per process, so the library cases run in a child process of
+/// this test binary (`test`, with `ORT_DYLIB_PATH` set to `dylib` or removed); the child prints
+/// `CHILD-OK` when its assertions hold.
+fn in_child(test: &str, dylib: Option<&str>) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture"])
+        .env("DAWN_TEST_CHILD", "1");
+    match dylib {
+        Some(p) => cmd.env("ORT_DYLIB_PATH", p),
+        None => cmd.env_remove("ORT_DYLIB_PATH"),
+    };
+    let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("CHILD-OK"),
         "child failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn is_child() -> bool {
+    std::env::var_os("DAWN_TEST_CHILD").is_some()
+}
+
+#[test]
+fn missing_onnx_runtime_library() {
+    if is_child() {
+        let err = run_with(&[("model-path", &pack64()), ("image", &portrait())]).unwrap_err();
+        assert!(err.contains("ORT_DYLIB_PATH"), "{err}");
+        assert!(err.contains("/nonexistent/libonnxruntime.so"), "{err}");
+        println!("CHILD-OK: {err}");
+        return;
+    }
+    in_child(
+        "missing_onnx_runtime_library",
+        Some("/nonexistent/libonnxruntime.so"),
+    );
+}
+
+#[test]
+fn a_file_that_is_not_onnx_runtime_is_an_error_naming_the_fix() {
+    if is_child() {
+        let err = run_with(&[("model-path", &pack64()), ("image", &portrait())]).unwrap_err();
+        assert!(
+            err.contains("could not load the ONNX Runtime library"),
+            "{err}"
+        );
+        assert!(err.contains("manifest.json"), "{err}");
+        assert!(
+            err.contains("tools/setup.sh") && err.contains(gstdawn::engine::runtime::ORT_VERSION),
+            "{err}"
+        );
+        println!("CHILD-OK: {err}");
+        return;
+    }
+    // Any existing file that is not a shared library.
+    let not_a_library = pack64() + "/manifest.json";
+    in_child(
+        "a_file_that_is_not_onnx_runtime_is_an_error_naming_the_fix",
+        Some(&not_a_library),
+    );
+}
+
+/// Without `ORT_DYLIB_PATH` the plugin loads the library whose path was fixed at build time
+/// (here: the one tools/setup.sh installed in this checkout's `.ort/`).
+#[test]
+fn onnx_runtime_is_found_without_ort_dylib_path() {
+    use gstdawn::engine::runtime::{self, BUILD_TIME_LIBRARY, ORT_VERSION};
+    if is_child() {
+        let (path, origin) = runtime::library_path().unwrap();
+        assert_eq!(path, std::path::Path::new(BUILD_TIME_LIBRARY), "{origin}");
+        assert_eq!(origin, "the path fixed at build time");
+        assert!(BUILD_TIME_LIBRARY.ends_with(&format!("libonnxruntime.so.{ORT_VERSION}")));
+        runtime::Runtime::new(runtime::RuntimeConfig {
+            provider: runtime::Provider::Cpu,
+            ..Default::default()
+        })
+        .unwrap();
+        println!("CHILD-OK: {}", path.display());
+        return;
+    }
+    assert!(
+        std::path::Path::new(BUILD_TIME_LIBRARY).is_file(),
+        "{BUILD_TIME_LIBRARY} missing: run tools/setup.sh"
+    );
+    in_child("onnx_runtime_is_found_without_ort_dylib_path", None);
 }
 
 /// An explicit GPU provider that cannot load is an error, not a silent CPU fallback.

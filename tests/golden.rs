@@ -1,6 +1,7 @@
 //! Parity with the independent Python reference (tools/reference): the engine fed the same
-//! audio, portrait tensors and noise must reproduce the golden frames and latents to 1e-4.
-//! Regenerate the goldens with `.venv/bin/python tools/reference/make_golden.py`.
+//! audio, portrait tensors and noise must reproduce the golden frames and latents to 1e-4, with
+//! the same chunk plans and audio alignment.
+//! Regenerate the goldens with `.venv/bin/python -m tools.reference.make_golden`.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::path::Path;
 
 use gstdawn::engine::{
     ChunkConfig, Engine, PortraitInput, ReplayNoise, RuntimeConfig, Stream, StreamConfig,
-    runtime::Provider,
+    audio::Alignment, runtime::Provider,
 };
 use serde_json::Value;
 
@@ -72,16 +73,47 @@ fn run_case(name: &str) {
         steps: u("sampling_steps"),
         eta: case["eta"].as_f64().unwrap() as f32,
         decoder_batch: 4,
+        planned_samples: case["planned_samples"].as_u64().map(|n| n as usize),
     };
     let noise = ReplayNoise::new(read_f32(&dir.join("noise.f32")));
     let mut stream = Stream::new(cfg, Box::new(noise));
     stream.push_audio(&read_f32(&dir.join("audio.f32")));
     stream.finish();
     let (mut frames, mut latents) = (Vec::new(), Vec::new());
+    let chunks = case["chunks"].as_array().unwrap();
+    let mut ran = 0;
     while let Some(chunk) = stream.run_chunk(&engine, &avatar, None).unwrap() {
+        let want = &chunks[ran];
+        let p = &chunk.plan;
+        let field = |k: &str| want[k].as_u64().unwrap() as usize;
+        assert_eq!(
+            (p.k0, p.k1, p.ke, p.a0, p.a1, p.c0, p.p0),
+            (
+                field("k0"),
+                field("k1"),
+                field("ke"),
+                field("a0"),
+                field("a1"),
+                field("c0"),
+                field("p0")
+            ),
+            "{name}: plan of chunk {ran}"
+        );
+        let alignment = match want["alignment_samples"].as_u64() {
+            Some(n) => Alignment::Clip {
+                samples: n as usize,
+            },
+            None => Alignment::TwoRowsPerFrame,
+        };
+        assert_eq!(
+            chunk.alignment, alignment,
+            "{name}: alignment of chunk {ran}"
+        );
         frames.extend_from_slice(&chunk.frames);
         latents.extend_from_slice(&chunk.latents);
+        ran += 1;
     }
+    assert_eq!(ran, chunks.len(), "{name}: chunks");
     assert!(stream.is_done());
     assert_eq!(
         stream.noise_consumed(),
@@ -110,4 +142,19 @@ fn chunked_stream_matches_the_python_reference() {
 #[test]
 fn deterministic_ddim_without_context_matches_the_python_reference() {
     run_case("tiny64_eta0_steps5");
+}
+
+#[test]
+fn one_pass_file_matches_the_python_reference() {
+    run_case("tiny64_onepass");
+}
+
+#[test]
+fn live_stream_matches_the_python_reference() {
+    run_case("tiny64_live");
+}
+
+#[test]
+fn eos_before_the_announced_length_matches_the_python_reference() {
+    run_case("tiny64_early_eos");
 }

@@ -1,6 +1,5 @@
-//! Portrait analysis on real photographs with the real face models (YuNet + 3DDFA_V2), and the
-//! compositor. The models are read from `../shared/models/face`; tests that need them print
-//! `SKIP: ...` and return when that folder is absent.
+//! Portrait analysis on real photographs with the real face models (YuNet + 3DDFA_V2, built into
+//! the plugin from `models/face/`), and the compositor.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -8,12 +7,10 @@ use std::time::Instant;
 
 use gstdawn::engine::runtime::{Provider, Runtime, RuntimeConfig};
 use gstdawn::portrait::{
-    Compositor, DAWN_DEFAULT_EYE, DAWN_DEFAULT_POSE, FaceModels, FaceSelect, Portrait,
-    PortraitOptions, ValueSource, analyse_file, analyse_image, decode,
+    Compositor, DAWN_DEFAULT_EYE, DAWN_DEFAULT_POSE, FaceModelSource, FaceModels, FaceSelect,
+    Portrait, PortraitOptions, ValueSource, analyse_file, analyse_image, decode,
 };
 use image::{DynamicImage, ImageEncoder, RgbImage};
-
-const MODELS_DIR: &str = "../shared/models/face";
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -21,8 +18,9 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The project's `models/face/`, the files the built-in models are compiled from.
 fn models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(MODELS_DIR)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/face")
 }
 
 fn runtime() -> &'static Runtime {
@@ -32,29 +30,14 @@ fn runtime() -> &'static Runtime {
             provider: Provider::Cpu,
             ..Default::default()
         })
-        .expect(
-            "ONNX Runtime must load (ORT_DYLIB_PATH from .cargo/config.toml; run tools/setup.sh)",
-        )
+        .expect("ONNX Runtime must load (run tools/setup.sh)")
     })
 }
 
-/// The face models, or `None` (with a visible SKIP line) when the shared folder is absent.
-fn models(test: &str) -> Option<&'static FaceModels> {
-    static MODELS: OnceLock<Option<FaceModels>> = OnceLock::new();
-    let m = MODELS.get_or_init(|| {
-        let dir = models_dir();
-        if !dir.join("tddfa_v2_mb05_120x120.onnx").is_file() {
-            return None;
-        }
-        Some(FaceModels::load(runtime(), &dir).expect("face models load"))
-    });
-    if m.is_none() {
-        eprintln!(
-            "SKIP: {test}: face models not found in {} (shared/models/face)",
-            models_dir().display()
-        );
-    }
-    m.as_ref()
+/// The built-in face models, loaded once.
+fn models() -> &'static FaceModels {
+    static MODELS: OnceLock<FaceModels> = OnceLock::new();
+    MODELS.get_or_init(|| FaceModels::builtin(runtime()).expect("the built-in face models load"))
 }
 
 fn opts(s: u32) -> PortraitOptions {
@@ -242,7 +225,7 @@ fn load_rgb(path: &Path) -> RgbImage {
 
 #[test]
 fn astronaut_is_found_and_framed_like_the_reference_crop() {
-    let Some(m) = models("astronaut") else { return };
+    let m = models();
     let t = Instant::now();
     let p = analyse_file(&data("skimage_astronaut.png"), Some(m), &opts(256)).unwrap();
     println!("astronaut analysed in {:?}", t.elapsed());
@@ -260,9 +243,7 @@ fn astronaut_is_found_and_framed_like_the_reference_crop() {
 
 #[test]
 fn grace_hopper_jpeg_is_found_and_framed_like_the_reference_crop() {
-    let Some(m) = models("grace hopper") else {
-        return;
-    };
+    let m = models();
     let t = Instant::now();
     let p = analyse_file(&data("mpl_grace_hopper.jpg"), Some(m), &opts(256)).unwrap();
     println!("grace hopper analysed in {:?}", t.elapsed());
@@ -283,9 +264,7 @@ fn grace_hopper_jpeg_is_found_and_framed_like_the_reference_crop() {
 
 #[test]
 fn face_select_off_on_a_face_crop_measures_the_same_face() {
-    let Some(m) = models("face-select off") else {
-        return;
-    };
+    let m = models();
     let full = analyse_file(&data("skimage_astronaut.png"), Some(m), &opts(128)).unwrap();
     for file in ["skimage_astronaut_256.png", "skimage_astronaut_128.png"] {
         let mut o = opts(128);
@@ -362,9 +341,7 @@ fn two_faces() -> DynamicImage {
 
 #[test]
 fn face_index_selects_by_area() {
-    let Some(m) = models("face index") else {
-        return;
-    };
+    let m = models();
     let img = two_faces();
     let largest = analyse_image(img.clone(), Some(m), &opts(64)).unwrap();
     assert_eq!(largest.faces.len(), 2, "{:?}", largest.faces);
@@ -401,7 +378,7 @@ fn face_index_selects_by_area() {
 
 #[test]
 fn no_face_falls_back_to_defaults_or_fails_when_strict() {
-    let Some(m) = models("no face") else { return };
+    let m = models();
     let gradient = RgbImage::from_fn(320, 240, |x, y| {
         image::Rgb([(x * 255 / 319) as u8, (y * 255 / 239) as u8, 128])
     });
@@ -461,7 +438,7 @@ fn without_models_defaults_and_overrides_apply() {
 
 #[test]
 fn overrides_replace_measured_values() {
-    let Some(m) = models("overrides") else { return };
+    let m = models();
     let mut o = opts(64);
     o.pose_override = Some([10.0, 0.0, 0.0, 5e-4, 60.0, 60.0]);
     o.eye_override = Some([0.1, 0.2]);
@@ -544,9 +521,7 @@ fn peak_rss_mib() -> Option<u64> {
 
 #[test]
 fn huge_photo_is_downscaled_early_and_boxes_stay_in_source_pixels() {
-    let Some(m) = models("huge photo") else {
-        return;
-    };
+    let m = models();
     // 8000×6000 JPEG with the astronaut scaled ×4.6875 (2400 px) at (4000, 1500). Encoding it
     // takes seconds, so it is kept in Cargo's per-target temporary folder.
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("portrait-huge-8000x6000-v1.jpg");
@@ -669,7 +644,7 @@ fn exif_orientation_is_honoured() {
             path.display()
         );
     }
-    let Some(m) = models("exif") else { return };
+    let m = models();
     let reference = analyse_file(&data("mpl_grace_hopper.jpg"), Some(m), &opts(64)).unwrap();
     for path in [&jpg_path, &png_path] {
         let p = analyse_file(path, Some(m), &opts(64)).unwrap();
@@ -684,6 +659,49 @@ fn exif_orientation_is_honoured() {
         }
         assert!(p.init_pose[2].abs() < 10.0);
     }
+}
+
+#[test]
+fn built_in_models_are_the_files_in_models_face() {
+    let from_dir = FaceModels::load(runtime(), &models_dir()).unwrap();
+    assert_eq!(models().source(), &FaceModelSource::Builtin);
+    assert_eq!(from_dir.source(), &FaceModelSource::Dir(models_dir()));
+    for photo in ["mpl_grace_hopper.jpg", "skimage_astronaut.png"] {
+        let a = analyse_file(&data(photo), Some(models()), &opts(64)).unwrap();
+        let b = analyse_file(&data(photo), Some(&from_dir), &opts(64)).unwrap();
+        assert!(a.detected, "{photo}: {:?}", a.warnings);
+        assert_eq!(
+            (a.face_box, a.init_pose, a.init_eye),
+            (b.face_box, b.init_pose, b.init_eye),
+            "{photo}"
+        );
+    }
+}
+
+#[test]
+fn face_model_source_follows_property_then_pack_then_environment() {
+    let explicit = Path::new("/models/explicit");
+    let env = Path::new("/models/from-env");
+    let with_face = temp_path("pack-with-face");
+    std::fs::create_dir_all(with_face.join("face")).unwrap();
+    let without_face = temp_path("pack-without-face");
+    std::fs::create_dir_all(&without_face).unwrap();
+    let dir = |p: &Path| FaceModelSource::Dir(p.to_path_buf());
+    let locate = FaceModelSource::locate_with;
+    assert_eq!(
+        locate(Some(explicit), Some(&with_face), Some(env)),
+        dir(explicit)
+    );
+    assert_eq!(
+        locate(None, Some(&with_face), Some(env)),
+        dir(&with_face.join("face"))
+    );
+    assert_eq!(locate(None, Some(&without_face), Some(env)), dir(env));
+    assert_eq!(
+        locate(None, Some(&without_face), None),
+        FaceModelSource::Builtin
+    );
+    assert_eq!(locate(None, None, None), FaceModelSource::Builtin);
 }
 
 #[test]
@@ -709,17 +727,13 @@ fn missing_face_model_files_are_named() {
 
 #[test]
 fn fixed_size_yunet_and_bad_json_are_handled() {
-    if models("fixed yunet").is_none() {
-        return;
-    }
     let src = models_dir().canonicalize().unwrap();
     let dir = temp_path("models-fixed");
     std::fs::create_dir_all(&dir).unwrap();
     for f in ["yunet_s_640_640.onnx", "tddfa_v2_mb05_120x120.onnx"] {
         let link = dir.join(f);
-        if !link.exists() {
-            std::os::unix::fs::symlink(src.join(f), &link).unwrap();
-        }
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(src.join(f), &link).unwrap();
     }
     std::fs::write(
         dir.join("tddfa_param_mean_std_62.json"),
@@ -735,12 +749,7 @@ fn fixed_size_yunet_and_bad_json_are_handled() {
     .unwrap();
     let fixed = FaceModels::load(runtime(), &dir).unwrap();
     let p = analyse_file(&data("mpl_grace_hopper.jpg"), Some(&fixed), &opts(64)).unwrap();
-    let q = analyse_file(
-        &data("mpl_grace_hopper.jpg"),
-        Some(models("fixed yunet").unwrap()),
-        &opts(64),
-    )
-    .unwrap();
+    let q = analyse_file(&data("mpl_grace_hopper.jpg"), Some(models()), &opts(64)).unwrap();
     let (a, b) = (p.face_box.unwrap(), q.face_box.unwrap());
     println!("fixed 640×640 YuNet box {a:.1?}, dynamic {b:.1?}");
     for i in 0..4 {
@@ -824,9 +833,7 @@ fn compositor_letterboxes_and_replaces_only_the_face_square() {
 #[test]
 fn compositor_is_aligned_with_the_crop() {
     // Pasting the crop itself back must reproduce the portrait (up to resampling blur).
-    let Some(m) = models("compositor alignment") else {
-        return;
-    };
+    let m = models();
     let p = analyse_file(&data("skimage_astronaut.png"), Some(m), &opts(256)).unwrap();
     let comp = Compositor::new(&p, 512, 512, 0.0);
     let mut out = vec![0u8; 512 * 512 * 3];

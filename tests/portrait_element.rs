@@ -1,5 +1,6 @@
-//! The element's portrait handling: face detection reported in `dawn-portrait`, full-portrait
-//! output, strict mode, and swapping the portrait while a live stream plays.
+//! The element's portrait handling: face detection reported in `dawn-portrait` (with the
+//! built-in face models or a `face-models` directory), full-portrait output, strict mode, and
+//! swapping the portrait while a live stream plays.
 
 mod common;
 
@@ -10,31 +11,36 @@ use std::time::{Duration, Instant};
 use common::*;
 use gst::prelude::*;
 
-fn face_models() -> Option<PathBuf> {
-    let dir = root().join("../shared/models/face");
-    if dir.join("tddfa_v2_mb05_120x120.onnx").exists() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIP: face models not found at {} (shared/models/face)",
-            dir.display()
-        );
-        None
-    }
+/// The project's `models/face/` (the files the built-in models are compiled from).
+fn face_models() -> PathBuf {
+    root().join("models/face")
 }
 
-/// Runs speech → dawnavatar(props) → appsink; returns the bus messages' `dawn-portrait`
-/// structures, the output caps and the number of frames, or the error.
+/// Runs speech → dawnavatar(props) with the tiny64 pack on the CPU → appsink; see [`run_avatar`].
 fn run(
+    props: &str,
+    seconds: f64,
+) -> Result<(Vec<gst::Structure>, Option<gst::Caps>, usize), String> {
+    run_avatar(
+        &format!(
+            "model-path={} execution-provider=cpu chunk-frames=8 sampling-steps=3 {props}",
+            pack("tiny64").display()
+        ),
+        seconds,
+    )
+}
+
+/// Runs `seconds` of speech → dawnavatar(props) → appsink; returns the bus messages'
+/// `dawn-portrait` structures, the output caps and the number of frames, or the error.
+/// Fails the test when no frame or EOS comes for 120 s.
+fn run_avatar(
     props: &str,
     seconds: f64,
 ) -> Result<(Vec<gst::Structure>, Option<gst::Caps>, usize), String> {
     init();
     let n = (seconds * 16_000.0) as usize;
     let (pipeline, src) = appsrc_pipeline(&format!(
-        "appsrc name=src format=time ! dawnavatar name=d model-path={} execution-provider=cpu chunk-frames=8 \
-         sampling-steps=3 {props} ! appsink name=sink sync=false",
-        pack("tiny64").display()
+        "appsrc name=src format=time ! dawnavatar name=d {props} ! appsink name=sink sync=false"
     ));
     let sink = pipeline
         .by_name("sink")
@@ -51,13 +57,27 @@ fn run(
     src.end_of_stream().unwrap();
     let mut frames = 0;
     let mut caps = None;
-    while let Ok(sample) = sink.pull_sample() {
-        frames += 1;
-        caps = sample.caps().map(|c| c.to_owned());
+    let mut messages = Vec::new();
+    let mut last_progress = Instant::now();
+    let failed = |m: &[gst::Message]| m.iter().any(|m| m.type_() == gst::MessageType::Error);
+    while !sink.is_eos() && !failed(&messages) {
+        if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            frames += 1;
+            caps = sample.caps().map(|c| c.to_owned());
+            last_progress = Instant::now();
+        }
+        messages.extend(std::iter::from_fn(|| bus.pop()));
+        if last_progress.elapsed() > Duration::from_secs(120) {
+            pipeline.set_state(gst::State::Null).unwrap();
+            panic!(
+                "dawnavatar ({props}) hung: no frame and no EOS for 120 s after {frames} frames"
+            );
+        }
     }
+    messages.extend(std::iter::from_fn(|| bus.pop()));
     let mut reports = Vec::new();
     let mut err = None;
-    while let Some(msg) = bus.pop() {
+    for msg in &messages {
         match msg.view() {
             gst::MessageView::Element(e)
                 if e.structure()
@@ -78,8 +98,33 @@ fn run(
 }
 
 #[test]
+fn plain_pipeline_finds_the_face_with_the_built_in_models() {
+    // Exactly what a new user types: no face-models, no other property.
+    let (reports, caps, frames) = run_avatar(
+        &format!(
+            "image={} model-path={}",
+            data("mpl_grace_hopper.jpg").display(),
+            pack("tiny128").display()
+        ),
+        0.4,
+    )
+    .unwrap();
+    assert_eq!(frames, 10);
+    assert_eq!(reports.len(), 1, "one dawn-portrait message");
+    let r = &reports[0];
+    println!("{r}");
+    assert!(r.get::<bool>("detected").unwrap(), "{r}");
+    assert_eq!(r.get::<String>("face-models").unwrap(), "built-in");
+    assert_eq!(r.get::<String>("pose-source").unwrap(), "measured");
+    assert!(r.get::<String>("warnings").unwrap().is_empty(), "{r}");
+    assert!(r.get::<f64>("yaw").unwrap().abs() < 10.0, "{r}");
+    let info = gst_video::VideoInfo::from_caps(&caps.unwrap()).unwrap();
+    assert_eq!((info.width(), info.height()), (128, 128));
+}
+
+#[test]
 fn dawn_portrait_reports_the_detected_face() {
-    let Some(models) = face_models() else { return };
+    let models = face_models();
     let (reports, caps, frames) = run(
         &format!(
             "image={} face-models={}",
@@ -118,7 +163,7 @@ fn dawn_portrait_reports_the_detected_face() {
 
 #[test]
 fn portrait_output_pastes_the_face_into_the_whole_photo() {
-    let Some(models) = face_models() else { return };
+    let models = face_models();
     let (_, caps, frames) = run(
         &format!(
             "image={} face-models={} output=portrait",
@@ -150,7 +195,7 @@ fn portrait_output_pastes_the_face_into_the_whole_photo() {
 
 #[test]
 fn no_face_falls_back_with_a_warning_or_fails_in_strict_mode() {
-    let Some(models) = face_models() else { return };
+    let models = face_models();
     // A smooth gradient: no face anywhere.
     let img = image::RgbImage::from_fn(320, 240, |x, y| {
         image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
@@ -203,13 +248,9 @@ fn bad_face_model_directory_is_an_error_naming_it() {
 
 #[test]
 fn swapping_the_portrait_while_live_keeps_25_fps() {
-    let models = face_models();
     init();
-    let extra = models
-        .map(|m| format!("face-models={}", m.display()))
-        .unwrap_or_default();
     let (pipeline, src) = appsrc_pipeline(&format!(
-        "appsrc name=src is-live=true format=time ! dawnavatar name=d model-path={} image={} {extra} \
+        "appsrc name=src is-live=true format=time ! dawnavatar name=d model-path={} image={} \
          execution-provider=cpu chunk-frames=4 context-frames=4 lookahead-frames=2 sampling-steps=3 latency=400 ! \
          appsink name=sink sync=true",
         pack("tiny64").display(),

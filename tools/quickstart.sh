@@ -34,6 +34,5 @@ if [ -z "$model" ]; then
   echo "[quickstart] see docs/exporter.md to export the real DAWN pack)"
 fi
 mkdir -p "$(dirname "$out")"
-export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$root/.ort/onnxruntime/capi/libonnxruntime.so.1.31.1}"
 ./target/release/examples/render --image "$image" --audio "$audio" --model "$model" --out "$out"
 echo "[quickstart] done: $out (play it with: ffplay $out, or any video player)"

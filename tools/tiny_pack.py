@@ -34,7 +34,7 @@ from onnx import TensorProto, helper, numpy_helper
 # Bump when the graphs or the manifest change (written to provenance.tool).
 GENERATOR_VERSION = "1"
 SEED = 20261125
-# ONNX Runtime 1.31 accepts IR <= 13 while onnx 1.23 writes 14 by default (docs/toolchain.md).
+# ONNX Runtime 1.31 accepts IR <= 13 while onnx 1.23 writes 14 by default.
 # IR 8 + opset 17 is proven there; GridSample needs opset >= 16.
 IR_VERSION = 8
 OPSET = 17

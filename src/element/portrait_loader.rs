@@ -2,17 +2,15 @@
 //! crop, init pose and eyes), encode it with the model pack, build the compositor for
 //! full-portrait output, and describe what was found in a `dawn-portrait` message.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
 use super::settings::{OutputMode, Settings};
-use crate::engine::{Avatar, Engine, PortraitInput, Runtime};
-use crate::portrait::{self, Compositor, FaceModels, FaceSelect, PortraitOptions};
-
-/// The environment variable naming a default face-model directory.
-pub const FACE_MODELS_ENV: &str = "DAWN_FACE_MODELS";
+use super::state::{Loaded, Shown};
+use crate::engine::{Avatar, PortraitInput, Runtime};
+use crate::portrait::{self, Compositor, FaceModelSource, FaceModels, FaceSelect, PortraitOptions};
 
 /// An encoded portrait plus how its frames are shown.
 #[derive(Clone)]
@@ -24,31 +22,29 @@ pub struct Face {
 
 pub struct LoadedPortrait {
     pub face: Face,
-    /// The face crop as RGB8 at the pack resolution, shown before the first generated frame.
-    pub still: Arc<Vec<u8>>,
+    /// The face crop as RGB8 at the pack resolution (with the compositor for full-portrait
+    /// output), shown before the first generated frame.
+    pub still: Shown,
     /// The `dawn-portrait` element message body.
     pub report: gst::Structure,
     pub warnings: Vec<String>,
 }
 
-/// Where the face models are: the `face-models` property, else `<model-path>/face`, else
-/// `$DAWN_FACE_MODELS`. `None` when none exists (detection is then off, with a warning).
-pub fn face_models_dir(settings: &Settings) -> Option<PathBuf> {
-    if let Some(dir) = &settings.face_models {
-        return Some(dir.clone());
-    }
-    let in_pack = settings.model_path.as_ref().map(|p| p.join("face"));
-    in_pack
-        .filter(|d| d.is_dir())
-        .or_else(|| std::env::var_os(FACE_MODELS_ENV).map(PathBuf::from))
+/// The face models the settings ask for (see [`FaceModelSource::locate`]): the `face-models`
+/// property, else `<model-path>/face`, else `$DAWN_FACE_MODELS`, else the built-in models.
+pub fn face_models_source(settings: &Settings) -> FaceModelSource {
+    FaceModelSource::locate(
+        settings.face_models.as_deref(),
+        settings.model_path.as_deref(),
+    )
 }
 
-/// Loads the face models, if any are configured.
-pub fn load_face_models(runtime: &Runtime, settings: &Settings) -> Result<Option<Arc<FaceModels>>> {
-    match face_models_dir(settings) {
-        Some(dir) => Ok(Some(Arc::new(FaceModels::load(runtime, &dir)?))),
-        None => Ok(None),
-    }
+/// Loads the face models the settings ask for.
+pub fn load_face_models(runtime: &Runtime, settings: &Settings) -> Result<Arc<FaceModels>> {
+    Ok(Arc::new(FaceModels::open(
+        runtime,
+        &face_models_source(settings),
+    )?))
 }
 
 /// The full-portrait output size: the property values, or the photo's size scaled to at most
@@ -63,15 +59,13 @@ pub fn output_size(settings: &Settings, source: (u32, u32)) -> (u32, u32) {
     (even(w), even(h))
 }
 
-/// Analyses and encodes the portrait at `path`. `fixed_size` keeps the output size of a
-/// running stream when the portrait changes (caps stay as negotiated).
-pub fn load(
-    engine: &Engine,
-    models: Option<&FaceModels>,
-    settings: &Settings,
-    path: &Path,
-    fixed_size: Option<(u32, u32)>,
-) -> Result<LoadedPortrait> {
+/// Analyses and encodes the portrait at `path`. Full-portrait output is composed at the size
+/// fixed when the element loaded (`loaded.output_size`), so a new portrait of another shape
+/// keeps the negotiated caps.
+pub fn load(loaded: &Loaded, settings: &Settings, path: &Path) -> Result<LoadedPortrait> {
+    let engine = &*loaded.engine;
+    let models = Some(&*loaded.face_models);
+    let fixed_size = loaded.output_size;
     let defaults = &engine.pack.manifest.defaults;
     let opts = PortraitOptions {
         resolution: engine.resolution() as u32,
@@ -97,13 +91,6 @@ pub fn load(
             .unwrap_or(portrait::DAWN_DEFAULT_EYE),
     };
     let mut p = portrait::analyse_file(path, models, &opts)?;
-    if models.is_none() && settings.detect_face {
-        p.warnings.push(format!(
-            "no face models configured: {} is centre-cropped and DAWN's default pose is used; \
-             set face-models to a directory with the YuNet and 3DDFA models (or ${FACE_MODELS_ENV})",
-            path.display()
-        ));
-    }
     let avatar = engine
         .avatar(PortraitInput {
             src_img: std::mem::take(&mut p.src_img),
@@ -125,6 +112,10 @@ pub fn load(
         .field("face-width", fw.round() as i32)
         .field("face-height", fh.round() as i32)
         .field("faces", p.faces.len() as u32)
+        .field(
+            "face-models",
+            models.map_or_else(|| "none".to_string(), |m| m.source().to_string()),
+        )
         .field("yaw", p.init_pose[0] as f64)
         .field("pitch", p.init_pose[1] as f64)
         .field("roll", p.init_pose[2] as f64)
@@ -133,12 +124,16 @@ pub fn load(
         .field("pose-source", format!("{:?}", p.pose_source).to_lowercase())
         .field("warnings", p.warnings.join("; "))
         .build();
+    let face = Face {
+        avatar: Arc::new(avatar),
+        compositor,
+    };
     Ok(LoadedPortrait {
-        face: Face {
-            avatar: Arc::new(avatar),
-            compositor,
+        still: Shown {
+            rgb: Arc::new(p.crop_image.into_raw()),
+            compositor: face.compositor.clone(),
         },
-        still: Arc::new(p.crop_image.into_raw()),
+        face,
         report,
         warnings: p.warnings,
     })

@@ -167,6 +167,23 @@ impl Settings {
         ChunkConfig::new(chunk, context, lookahead)
     }
 
+    /// The pack and the portrait, which the element cannot start without.
+    pub fn required_paths(&self) -> Result<(PathBuf, PathBuf), gst::ErrorMessage> {
+        let Some(model_path) = self.model_path.clone() else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("The model-path property is not set; fix: set model-path to a DAWN model pack directory (tests/models/tiny128 is the untrained test pack; docs/exporter.md makes a real one)")
+            ));
+        };
+        let Some(image) = self.image.clone() else {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("The image property is not set; fix: set image to a portrait (PNG or JPEG)")
+            ));
+        };
+        Ok((model_path, image))
+    }
+
     pub fn runtime_config(&self) -> RuntimeConfig {
         RuntimeConfig {
             provider: self.execution_provider.into(),
@@ -176,36 +193,6 @@ impl Settings {
             ..RuntimeConfig::default()
         }
     }
-}
-
-/// Parses "a,b,c" into exactly `N` finite numbers.
-pub fn parse_numbers<const N: usize>(text: &str) -> Result<[f32; N], String> {
-    let parts: Vec<&str> = text
-        .split([',', ' ', ';'])
-        .filter(|s| !s.is_empty())
-        .collect();
-    if parts.len() != N {
-        return Err(format!(
-            "expected {N} comma-separated numbers, got {:?}",
-            text
-        ));
-    }
-    let mut out = [0f32; N];
-    for (o, p) in out.iter_mut().zip(parts) {
-        *o = p
-            .parse::<f32>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("{p:?} is not a number"))?;
-    }
-    Ok(out)
-}
-
-pub fn format_numbers(v: &[f32]) -> String {
-    v.iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

@@ -1,14 +1,20 @@
-//! The inference worker thread: takes audio from the ring buffer, runs chunks through the
-//! engine, and queues frames for the src pad task. It holds no lock while a model runs.
+//! The inference worker thread: takes audio from the state's ring, runs chunks through the
+//! engine with no lock held, and queues frames for the video task. A flush or a stop cancels
+//! the running model call (the stream's [`Cancel`]); results of an older stream are dropped.
 
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
-use ringbuf::traits::{Consumer, Observer};
+use gst::glib;
+use gst::prelude::*;
+use ringbuf::traits::Observer;
 
+use super::imp::CAT;
 use super::portrait_loader::Face;
-use super::shared::{OutItem, Shared};
-use crate::engine::{ChunkOutput, Engine, SeededNoise, Stream};
+use super::state::{OutItem, Shared, Shown, State};
+use crate::engine::chunker::ChunkPlan;
+use crate::engine::{Cancel, ChunkOutput, Engine, SeededNoise, Stream};
 
 /// Live degradation: steps per chunk move between the configured count and a floor so a
 /// chunk takes at most its real-time budget.
@@ -20,7 +26,7 @@ struct StepPolicy {
 }
 
 impl StepPolicy {
-    /// `took` seconds for `frames` frames at `steps` steps, with `budget` seconds available.
+    /// `took` seconds for a chunk at `steps` steps, with `budget` seconds available.
     fn update(&mut self, steps: usize, took: f64, budget: f64) {
         if budget <= 0.0 || took <= 0.0 {
             return;
@@ -36,165 +42,250 @@ impl StepPolicy {
     }
 }
 
-pub struct Worker {
-    pub shared: Arc<Shared>,
-    pub engine: Arc<Engine>,
-    pub face: Face,
-    /// Called with each fatal error message (the element posts it).
-    pub on_error: Box<dyn Fn(String) + Send>,
+/// The stream the worker is generating, for one generation of the state.
+struct Current {
+    generation: u64,
+    stream: Stream,
+    policy: StepPolicy,
+    live: bool,
+    warmed: bool,
+    /// Frames (40 ms each) the last chunk took to compute: live, a chunk is only worth
+    /// running if some of its frames can still be shown when it is done.
+    lead: u64,
+}
+
+enum Job {
+    WarmUp(usize),
+    Chunk(ChunkPlan, usize),
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    element: glib::WeakRef<super::DawnAvatar>,
+    face: Face,
+    cancel: Arc<Cancel>,
+    engine: Arc<Engine>,
+    current: Option<Current>,
+    scratch: Vec<f32>,
+}
+
+pub fn spawn(
+    shared: Arc<Shared>,
+    element: glib::WeakRef<super::DawnAvatar>,
+    face: Face,
+    cancel: Arc<Cancel>,
+) -> std::io::Result<JoinHandle<()>> {
+    let engine = shared
+        .lock()
+        .loaded
+        .as_ref()
+        .map(|l| l.engine.clone())
+        .ok_or_else(|| std::io::Error::other("no model pack loaded"))?;
+    let worker = Worker {
+        shared,
+        element,
+        face,
+        cancel,
+        engine,
+        current: None,
+        scratch: vec![0f32; 16_000],
+    };
+    std::thread::Builder::new()
+        .name("dawn-worker".into())
+        .spawn(move || worker.run())
 }
 
 impl Worker {
-    pub fn run(mut self) {
-        let mut generation = u64::MAX;
-        let mut stream: Option<Stream> = None;
-        let mut policy: Option<StepPolicy> = None;
-        let mut live = false;
-        let mut buf = vec![0f32; 16_000];
-        loop {
-            // Wait (briefly locked) until a chunk can run, feeding audio into the stream.
-            let steps = {
-                let mut s = self.shared.lock();
-                loop {
-                    if s.stopping {
-                        return;
+    fn run(mut self) {
+        while let Some(job) = self.next_job() {
+            let generation = self.current.as_ref().map_or(0, |c| c.generation);
+            let _scope = self.cancel.enter();
+            match job {
+                Job::WarmUp(frames) => {
+                    // The first call at a new shape is much slower in ONNX Runtime: pay it
+                    // before the first live chunk has a deadline.
+                    if let Err(e) = self.engine.warm_up(&self.face.avatar, frames) {
+                        gst::debug!(CAT, "warm-up run failed: {e:#}");
                     }
-                    if let Some(f) = s.pending_face.take() {
-                        self.face = f;
-                    }
-                    if s.generation != generation || (stream.is_none() && s.stream_config.is_some())
-                    {
-                        generation = s.generation;
-                        stream = s.stream_config.map(|cfg| {
-                            let min = (s.min_steps as usize).clamp(1, cfg.steps);
-                            policy = Some(StepPolicy {
-                                max: cfg.steps,
-                                min,
-                                current: cfg.steps,
-                            });
-                            Stream::new(cfg, Box::new(SeededNoise::new(s.seed)))
-                        });
-                        live = s.live;
-                    }
-                    let Some(st) = stream.as_mut() else {
-                        s = self.shared.wait(s);
-                        continue;
-                    };
-                    if s.flushing {
-                        s = self.shared.wait(s);
-                        continue;
-                    }
-                    // Drain only what the next chunk needs: the rest stays in the ring buffer,
-                    // which then pushes back on upstream (memory stays flat).
-                    let mut drained = false;
-                    if let Some(cons) = s.audio.as_mut() {
-                        while !st.is_finished() {
-                            let need = st.samples_needed();
-                            let n = need.min(buf.len()).min(cons.occupied_len());
-                            if n == 0 {
-                                break;
-                            }
-                            let got = cons.pop_slice(&mut buf[..n]);
-                            st.push_audio(&buf[..got]);
-                            drained = true;
-                        }
-                    }
-                    if drained {
-                        self.shared.notify();
-                    }
-                    let ring_empty = s.audio.as_ref().is_none_or(|c| c.is_empty());
-                    // Live audio overdue (a source that stopped without GAP events): silence,
-                    // so the avatar idles instead of freezing.
-                    let pos = st.received() as u64;
-                    if live
-                        && ring_empty
-                        && !s.chain_busy
-                        && !st.is_finished()
-                        && pos < s.silence_until
-                    {
-                        let n = s.silence_until - pos;
-                        st.push_silence(n as usize);
-                        s.silence_inserted += n;
-                    }
-                    if s.input_eos && ring_empty && !st.is_finished() {
-                        st.finish();
-                        s.total_frames = st.total_frames().map(|n| n as u64);
-                    }
-                    if st.is_done() {
-                        if !s.queue.iter().any(|i| matches!(i, OutItem::Eos)) && s.input_eos {
-                            s.queue.push_back(OutItem::Eos);
-                            s.input_eos = false;
-                            self.shared.notify();
-                        }
-                        s = self.shared.wait(s);
-                        continue;
-                    }
-                    if let Some(plan) = st.next_plan() {
-                        // In a live stream, a chunk whose frames were all shown already (repeated
-                        // because inference was late) is skipped rather than computed.
-                        if live && (plan.k1 as u64) <= s.shown_before {
-                            st.skip_chunk();
-                            s.stats.frames_dropped += plan.new_frames() as u64;
-                            continue;
-                        }
-                        let frames_queued = s.queue.len();
-                        if frames_queued < s.queue_limit {
-                            break policy.map(|p| p.current);
-                        }
-                    }
-                    s = self.shared.wait(s);
                 }
-            };
-            let st = stream.as_mut().expect("stream exists");
-            let started = Instant::now();
-            // A bug in the engine must end in an element error, not a dead thread and a
-            // stalled pipeline.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                st.run_chunk(&self.engine, &self.face.avatar, steps)
-            }))
-            .unwrap_or_else(|p| {
-                let what = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                Err(anyhow::anyhow!("internal error in the engine: {what}"))
-            });
-            let took = started.elapsed().as_secs_f64();
-            match result {
-                Ok(Some(chunk)) => {
-                    if let (true, Some(p)) = (live, policy.as_mut()) {
-                        p.update(chunk.steps, took, chunk.len() as f64 * 0.04);
-                    }
-                    self.publish(generation, chunk);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let msg = format!("{e:#}");
-                    {
-                        let mut s = self.shared.lock();
-                        s.error = Some(msg.clone());
-                    }
-                    self.shared.notify();
-                    (self.on_error)(msg);
-                    // Stay alive until the element stops us, so shutdown stays orderly.
-                    let mut s = self.shared.lock();
-                    while !s.stopping {
-                        s = self.shared.wait(s);
-                    }
-                    return;
-                }
+                Job::Chunk(plan, steps) => self.run_chunk(generation, plan, steps),
             }
+        }
+    }
+
+    /// Waits (locked) until a job can run; `None` when the element stops.
+    fn next_job(&mut self) -> Option<Job> {
+        let shared = self.shared.clone();
+        let mut s = shared.lock();
+        loop {
+            if s.stopping {
+                return None;
+            }
+            if let Some(f) = s.pending_face.take() {
+                self.face = f;
+            }
+            if let Some(job) = self.ready_job(&mut s) {
+                // A flush that happened before this point does not cancel the new run.
+                self.cancel.reset();
+                return Some(job);
+            }
+            s = shared.wait(s);
+        }
+    }
+
+    fn ready_job(&mut self, s: &mut State) -> Option<Job> {
+        if s.flushing || s.error {
+            return None;
+        }
+        let setup = s.stream.setup?;
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|c| c.generation != s.generation)
+        {
+            self.current = Some(Current {
+                generation: s.generation,
+                stream: Stream::new(setup.config, Box::new(SeededNoise::new(setup.seed))),
+                policy: StepPolicy {
+                    max: setup.config.steps,
+                    min: setup.min_steps,
+                    current: setup.config.steps,
+                },
+                live: setup.live,
+                warmed: !setup.live,
+                lead: 0,
+            });
+        }
+        let cur = self.current.as_mut().expect("set above");
+        let drained = feed(&mut cur.stream, s, &mut self.scratch);
+        if drained {
+            self.shared.notify();
+        }
+        if s.stream.input_eos && s.ring.is_empty() && !cur.stream.is_finished() {
+            cur.stream.finish();
+        }
+        gst::trace!(
+            CAT,
+            "worker: {} samples received, finished {}, next chunk {:?}, {} frames queued",
+            cur.stream.received(),
+            cur.stream.is_finished(),
+            cur.stream.next_plan().map(|p| (p.k0, p.k1)),
+            s.stream.frames.len()
+        );
+        if !cur.warmed && !cur.stream.is_done() {
+            cur.warmed = true;
+            let c = setup.config.chunk;
+            return Some(Job::WarmUp(c.context + c.chunk + c.lookahead));
+        }
+        loop {
+            if cur.stream.is_done() {
+                if s.stream.input_eos && !s.stream.frames.iter().any(|i| matches!(i, OutItem::Eos))
+                {
+                    s.stream.frames.push_back(OutItem::Eos);
+                    s.stream.input_eos = false;
+                    wake_video(s);
+                    self.shared.notify();
+                }
+                return None;
+            }
+            let plan = cur.stream.next_plan()?;
+            // Live with deadlines: a chunk whose frames will all have been shown (repeated
+            // because inference is late) by the time it could be computed is skipped, so the
+            // next one is on time instead of every chunk arriving too late. Without a sink
+            // that syncs there are no deadlines and every frame is made.
+            if cur.live && s.paced() && (plan.k1 as u64) <= s.stream.next_frame + cur.lead {
+                cur.stream.skip_chunk();
+                s.stats.frames_dropped += plan.new_frames() as u64;
+                s.stream.generated = plan.k1 as u64;
+                continue;
+            }
+            if s.stream.frames.len() >= setup.queue_limit {
+                return None;
+            }
+            return Some(Job::Chunk(plan, cur.policy.current));
+        }
+    }
+
+    fn run_chunk(&mut self, generation: u64, plan: ChunkPlan, steps: usize) {
+        if let Some(obj) = self.element.upgrade() {
+            obj.emit_by_name::<()>(
+                "chunk-started",
+                &[
+                    &(plan.index as u64),
+                    &(plan.k0 as u64),
+                    &(plan.new_frames() as u32),
+                    &(steps as u32),
+                ],
+            );
+        }
+        let Some(cur) = self.current.as_mut() else {
+            return;
+        };
+        let started = Instant::now();
+        // Deadlines are on the pipeline clock, so is the compute time that decides skipping.
+        let clock = self.element.upgrade().and_then(|o| o.clock());
+        let clock_start = clock.as_ref().map(|c| c.time());
+        // A bug in the engine must end in an element error, not a dead thread and a
+        // stalled pipeline.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            cur.stream
+                .run_chunk(&self.engine, &self.face.avatar, Some(steps))
+        }))
+        .unwrap_or_else(|p| {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(anyhow::anyhow!("internal error in the engine: {what}"))
+        });
+        let took = started.elapsed().as_secs_f64();
+        match result {
+            Ok(Some(chunk)) => {
+                if cur.live {
+                    cur.policy
+                        .update(chunk.steps, took, chunk.len() as f64 * 0.04);
+                    let on_clock = clock
+                        .as_ref()
+                        .zip(clock_start)
+                        .map(|(c, t0)| c.time().saturating_sub(t0).seconds_f64());
+                    cur.lead = (on_clock.unwrap_or(took) / 0.04).ceil() as u64;
+                }
+                self.publish(generation, chunk);
+            }
+            Ok(None) => {}
+            Err(_) if self.cancel.is_cancelled() => {
+                // Flushed or stopped mid-run: the stream is gone; start over on the next one.
+                self.current = None;
+            }
+            Err(e) => self.fail(generation, format!("{e:#}")),
+        }
+    }
+
+    fn fail(&mut self, generation: u64, msg: String) {
+        {
+            let mut s = self.shared.lock();
+            if s.generation != generation {
+                return;
+            }
+            s.error = true;
+        }
+        self.shared.notify();
+        if let Some(obj) = self.element.upgrade() {
+            gst::element_error!(obj, gst::StreamError::Failed, ("Inference failed: {}", msg));
         }
     }
 
     fn publish(&self, generation: u64, chunk: ChunkOutput) {
         let res = chunk.resolution;
-        let frames: Vec<_> = (0..chunk.len())
+        let frames: Vec<Shown> = (0..chunk.len())
             .map(|i| {
                 let mut rgb = vec![0u8; res * res * 3];
                 chunk.rgb8(i, &mut rgb);
-                Arc::new(rgb)
+                Shown {
+                    rgb: Arc::new(rgb),
+                    compositor: self.face.compositor.clone(),
+                }
             })
             .collect();
         let mut s = self.shared.lock();
@@ -206,15 +297,46 @@ impl Worker {
         s.stats.last_rtf = chunk.times.real_time_factor();
         s.stats.current_steps = chunk.steps as u32;
         s.stats.times += chunk.times;
-        for (i, rgb) in frames.into_iter().enumerate() {
-            s.queue.push_back(OutItem::Frame {
-                index: (chunk.plan.k0 + i) as u64,
-                rgb,
-                compositor: self.face.compositor.clone(),
-            });
+        for (i, frame) in frames.into_iter().enumerate() {
+            let index = (chunk.plan.k0 + i) as u64;
+            if index < s.stream.next_frame {
+                // Its slot was filled by a repeat while it was generated.
+                s.stats.frames_dropped += 1;
+                continue;
+            }
+            s.stream.frames.push_back(OutItem::Frame { index, frame });
         }
+        s.stream.generated = chunk.plan.k1 as u64;
+        wake_video(&mut s);
         drop(s);
         self.shared.notify();
+    }
+}
+
+/// Moves the audio the next chunk needs from the ring into the stream (the rest stays in the
+/// ring, which then pushes back on upstream: memory stays flat). True if anything moved.
+fn feed(stream: &mut Stream, s: &mut State, buf: &mut [f32]) -> bool {
+    let mut moved = false;
+    while !stream.is_finished() {
+        let n = stream
+            .samples_needed()
+            .min(buf.len())
+            .min(s.ring.occupied_len());
+        if n == 0 {
+            break;
+        }
+        let got = s.ring.pop_slice(&mut buf[..n]);
+        stream.push_audio(&buf[..got]);
+        moved = true;
+    }
+    moved
+}
+
+/// New frames end the video task's clock wait at once (it unschedules after the lock drops).
+fn wake_video(s: &mut State) {
+    if let Some(id) = s.take_clock_wait() {
+        // Unscheduling only flags the entry; it takes the clock's lock, never ours.
+        id.unschedule();
     }
 }
 

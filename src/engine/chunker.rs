@@ -2,7 +2,7 @@
 //! run (docs/streaming.md, "Chunks"). Pure arithmetic on sample positions, so the result never
 //! depends on how the audio arrived.
 
-use super::pack::SAMPLES_PER_FRAME;
+use super::pack::{SAMPLE_RATE, SAMPLES_PER_FRAME};
 
 /// Chunk sizes, in frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +42,10 @@ impl ChunkConfig {
         self.chunk + self.lookahead + self.audio_right
     }
 
-    /// Samples that must be kept before the next chunk's first frame.
-    pub fn history_frames(&self) -> usize {
-        self.audio_left
+    /// End (exclusive, in samples) of the audio window of the chunk starting at frame `k0`
+    /// before EOS cuts it: new frames, look-ahead and right context.
+    pub fn window_end(&self, k0: usize) -> usize {
+        SAMPLES_PER_FRAME * (k0 + self.chunk + self.lookahead + self.audio_right)
     }
 }
 
@@ -122,6 +123,13 @@ pub fn total_frames(n_total: usize) -> usize {
     n_total / SAMPLES_PER_FRAME
 }
 
+/// Samples at 16 kHz in a duration of `ns` nanoseconds, rounded to the nearest sample (a
+/// container's duration is the sample count scaled to nanoseconds and rounded).
+pub fn samples_for_duration(ns: u64) -> usize {
+    const NS_PER_SAMPLE: u64 = 1_000_000_000 / SAMPLE_RATE as u64;
+    (ns.saturating_add(NS_PER_SAMPLE / 2) / NS_PER_SAMPLE) as usize
+}
+
 /// The plan for chunk `index` if it can run now.
 ///
 /// `received` is the number of samples received so far; `n_total` is `Some` once EOS has been
@@ -140,7 +148,7 @@ pub fn plan(
     }
     let k1 = (k0 + cfg.chunk).min(n_frames);
     let ke = (k0 + cfg.chunk + cfg.lookahead).min(n_frames);
-    let want = spf * (k0 + cfg.chunk + cfg.lookahead + cfg.audio_right);
+    let want = cfg.window_end(k0);
     let a1 = n_total.map_or(want, |n| want.min(n));
     if received < a1 {
         return None;
@@ -210,6 +218,18 @@ mod tests {
         for received in [640 * 13, 640 * 50, n] {
             assert_eq!(plan(&c, 0, received, None), plan(&c, 0, n, Some(n)));
         }
+    }
+
+    #[test]
+    fn durations_convert_to_the_sample_count() {
+        // 62 500 ns per sample at 16 kHz; containers round the scaled count.
+        assert_eq!(samples_for_duration(0), 0);
+        assert_eq!(samples_for_duration(41_040 * 62_500), 41_040);
+        assert_eq!(samples_for_duration(41_040 * 62_500 - 31_249), 41_040);
+        assert_eq!(samples_for_duration(41_040 * 62_500 + 31_249), 41_040);
+        // 30 s at 48 kHz (gst rounds 1_440_000 samples down to whole nanoseconds).
+        assert_eq!(samples_for_duration(30_000_000_000), 480_000);
+        assert_eq!(samples_for_duration(u64::MAX), (u64::MAX / 62_500) as usize);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::noise::Noise;
 use super::pack::{COND_DIM, LATENT_CHANNELS};
 use super::runtime::Graph;
 use super::sampler::{Step, ddim_update};
+use super::stream::Tap;
 
 /// What one diffusion call needs besides the graphs.
 pub struct ChunkLatents<'a> {
@@ -72,6 +73,7 @@ pub fn sample(
     c: &ChunkLatents<'_>,
     noise: &mut dyn Noise,
     scratch: &mut Scratch,
+    mut tap: Option<&mut dyn Tap>,
 ) -> Result<Vec<f32>> {
     let plane = c.side * c.side;
     let n = LATENT_CHANNELS * c.frames * plane;
@@ -107,6 +109,8 @@ pub fn sample(
         }
     }
     for step in steps {
+        // A cancelled stream stops between steps even where no graph call would notice.
+        super::cancel::check()?;
         let timestep = Tensor::from_array(([1usize], vec![step.t as f32])).map_err(ort_err)?;
         // Rebinding x_t after each host update is what makes CUDA copy it again; on the CPU
         // the binding aliases the tensor and this costs nothing.
@@ -118,6 +122,9 @@ pub fn sample(
         let eps = eps_t.extract_tensor().1;
         if eps.len() != n {
             bail!("denoiser returned {} values, expected {n}", eps.len());
+        }
+        if let Some(t) = tap.as_deref_mut() {
+            t.tensor("eps", &shape_x[1..], eps);
         }
         let z = if step.draws_noise(eta) {
             scratch.z.resize(n, 0.0);

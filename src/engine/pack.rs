@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use super::files;
 use super::runtime::IoSpec;
 
 /// Manifest format name and the contract version this engine implements.
@@ -23,6 +24,61 @@ pub const POSE_DIM: usize = 6;
 pub const EYE_DIM: usize = 2;
 pub const COND_DIM: usize = FEATURE_DIM + POSE_DIM + EYE_DIM;
 pub const LATENT_CHANNELS: usize = 3;
+
+/// Upper bounds of the contract (docs/model-pack.md): values that size allocations or loops
+/// are bounded so a broken or hostile manifest cannot ask for gigabytes.
+pub const MAX_MANIFEST_BYTES: u64 = files::MIB;
+/// ONNX files hold at most 2 GiB (protobuf's limit; the contract has no external data).
+pub const MAX_GRAPH_BYTES: u64 = 2 << 30;
+pub const MAX_NOISE_DIM: u32 = 4096;
+pub const MAX_TRAIN_TIMESTEPS: u32 = 100_000;
+/// The `sampling-steps` property's range.
+pub const MAX_SAMPLING_STEPS: u32 = 999;
+pub const MAX_ATTENTION_WINDOW: u32 = 100_000;
+
+/// Why `dir` cannot be a model pack directory, with the fix (a stat, which never blocks).
+fn check_pack_dir(dir: &Path) -> Result<()> {
+    let shown = dir.display();
+    let fix = "fix: set model-path to a pack directory made by tools/export (docs/exporter.md), \
+               or to tests/models/tiny128 for the untrained test pack";
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("model pack directory {shown} does not exist; {fix}")
+        }
+        Err(e) => bail!("model pack directory {shown} cannot be read: {e}; {fix}"),
+    };
+    if meta.is_dir() {
+        return Ok(());
+    }
+    let what = if meta.is_file() {
+        "a file"
+    } else {
+        files::describe(meta.file_type())
+    };
+    let hint = match (meta.is_file(), dir.file_name(), dir.parent()) {
+        (true, Some(name), Some(parent)) if name == "manifest.json" => format!(
+            "fix: set model-path to the directory holding it, {}",
+            parent.display()
+        ),
+        _ => format!("model-path names the directory holding manifest.json and the graphs; {fix}"),
+    };
+    bail!("model-path {shown} is {what}, not a model pack directory; {hint}")
+}
+
+/// A graph name must be a plain file name inside the pack directory: no directories, no
+/// `..`, not absolute.
+fn graph_name_problem(role: Role, file: &str) -> Option<String> {
+    let plain =
+        !file.is_empty() && file != "." && file != ".." && !file.contains(['/', '\\', '\0']);
+    (!plain).then(|| {
+        format!(
+            "manifest.json: graphs.{} is {file:?}, expected a plain file name in the pack \
+             directory (no directories, no `..`, not absolute)",
+            role.name()
+        )
+    })
+}
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -283,24 +339,20 @@ pub struct ModelPack {
 }
 
 impl ModelPack {
-    /// Reads and checks `manifest.json`; graph files must exist. Graph signatures are checked
-    /// separately by [`check_signatures`] once sessions exist.
+    /// Reads and checks `manifest.json`; graph files must be regular files in the pack
+    /// directory. Graph signatures are checked separately by [`check_signature`] once sessions
+    /// exist.
     pub fn open(dir: &Path) -> Result<Self> {
-        if !dir.is_dir() {
-            bail!(
-                "model pack directory {} does not exist; fix: set model-path to a pack made by \
-                 tools/export (docs/exporter.md), or to tests/models/tiny128 for the untrained test pack",
-                dir.display()
-            );
-        }
+        check_pack_dir(dir)?;
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "cannot read {}; fix: model-path must point at a model pack directory holding \
-                 manifest.json (see docs/model-pack.md)",
-                path.display()
-            )
-        })?;
+        let text = files::read_to_string(&path, "model pack manifest", MAX_MANIFEST_BYTES)
+            .with_context(|| {
+                format!(
+                    "model-path {} must be a model pack directory holding manifest.json (see \
+                     docs/model-pack.md)",
+                    dir.display()
+                )
+            })?;
         let manifest: Manifest = serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is not a valid gst-dawn manifest; fix: re-export the pack with tools/export",
@@ -309,8 +361,15 @@ impl ModelPack {
         })?;
         let mut problems = check_manifest(&manifest);
         for (role, file) in manifest.graphs.iter() {
-            if !dir.join(file).is_file() {
+            if let Some(p) = graph_name_problem(role, file) {
+                problems.push(p);
+                continue;
+            }
+            let path = dir.join(file);
+            if !path.exists() {
                 problems.push(format!("{}: graph file {file} is missing", role.name()));
+            } else if let Err(e) = files::check_regular(&path, "graph file", MAX_GRAPH_BYTES) {
+                problems.push(format!("{}: {e:#}", role.name()));
             }
         }
         if !problems.is_empty() {
@@ -320,18 +379,6 @@ impl ModelPack {
             dir: dir.to_path_buf(),
             manifest,
         })
-    }
-
-    pub fn graph_path(&self, role: Role) -> PathBuf {
-        let file = self
-            .manifest
-            .graphs
-            .iter()
-            .into_iter()
-            .find(|(r, _)| *r == role)
-            .map(|(_, f)| f.to_string())
-            .unwrap_or_default();
-        self.dir.join(file)
     }
 
     pub fn resolution(&self) -> usize {
@@ -415,11 +462,20 @@ pub fn check_manifest(m: &Manifest) -> Vec<String> {
         format!("audio.window_samples is {}, expected 400", a.window_samples),
     );
     check(
-        a.normalize_eps > 0.0,
-        format!("audio.normalize_eps is {}, expected > 0", a.normalize_eps),
+        a.normalize_eps > 0.0 && a.normalize_eps <= 1.0,
+        format!(
+            "audio.normalize_eps is {}, expected in (0, 1]",
+            a.normalize_eps
+        ),
     );
     let b = &m.pbnet;
-    check(b.noise_dim > 0, "pbnet.noise_dim must be > 0".into());
+    check(
+        (1..=MAX_NOISE_DIM).contains(&b.noise_dim),
+        format!(
+            "pbnet.noise_dim is {}, expected 1..={MAX_NOISE_DIM}",
+            b.noise_dim
+        ),
+    );
     check(
         b.pose_dim as usize == POSE_DIM,
         format!("pbnet.pose_dim is {}, expected {POSE_DIM}", b.pose_dim),
@@ -431,8 +487,9 @@ pub fn check_manifest(m: &Manifest) -> Vec<String> {
     check(
         b.pose_min.len() == POSE_DIM
             && b.pose_max.len() == POSE_DIM
-            && b.pose_min.iter().zip(&b.pose_max).all(|(lo, hi)| lo < hi),
-        "pbnet.pose_min/pose_max must be 6 numbers each with min < max".into(),
+            && b.pose_min.iter().zip(&b.pose_max).all(|(lo, hi)| lo < hi)
+            && b.pose_min.iter().chain(&b.pose_max).all(|v| v.is_finite()),
+        "pbnet.pose_min/pose_max must be 6 finite numbers each with min < max".into(),
     );
     let d = &m.diffusion;
     check(
@@ -443,30 +500,33 @@ pub fn check_manifest(m: &Manifest) -> Vec<String> {
         ),
     );
     check(
-        d.train_timesteps >= 2,
+        (2..=MAX_TRAIN_TIMESTEPS).contains(&d.train_timesteps),
         format!(
-            "diffusion.train_timesteps is {}, expected >= 2",
+            "diffusion.train_timesteps is {}, expected 2..={MAX_TRAIN_TIMESTEPS}",
             d.train_timesteps
         ),
     );
     check(
-        d.cosine_s > 0.0,
-        format!("diffusion.cosine_s is {}, expected > 0", d.cosine_s),
+        d.cosine_s > 0.0 && d.cosine_s <= 1.0,
+        format!("diffusion.cosine_s is {}, expected in (0, 1]", d.cosine_s),
     );
     check(
         d.max_beta > 0.0 && d.max_beta < 1.0,
         format!("diffusion.max_beta is {}, expected in (0, 1)", d.max_beta),
     );
     check(
-        d.sampling_steps >= 1 && d.sampling_steps < d.train_timesteps,
+        d.sampling_steps >= 1
+            && d.sampling_steps < d.train_timesteps
+            && d.sampling_steps <= MAX_SAMPLING_STEPS,
         format!(
-            "diffusion.sampling_steps is {}, expected 1..{}",
-            d.sampling_steps, d.train_timesteps
+            "diffusion.sampling_steps is {}, expected 1..={} (below train_timesteps)",
+            d.sampling_steps,
+            MAX_SAMPLING_STEPS.min(d.train_timesteps.saturating_sub(1))
         ),
     );
     check(
-        d.eta >= 0.0,
-        format!("diffusion.eta is {}, expected >= 0", d.eta),
+        (0.0..=1.0).contains(&d.eta),
+        format!("diffusion.eta is {}, expected in [0, 1]", d.eta),
     );
     check(
         d.threshold_quantile > 0.0 && d.threshold_quantile <= 1.0,
@@ -490,16 +550,24 @@ pub fn check_manifest(m: &Manifest) -> Vec<String> {
         ),
     );
     check(
-        m.defaults.init_pose.len() == POSE_DIM,
+        d.attention_window <= MAX_ATTENTION_WINDOW,
         format!(
-            "defaults.init_pose has {} numbers, expected {POSE_DIM}",
+            "diffusion.attention_window is {}, expected 0..={MAX_ATTENTION_WINDOW}",
+            d.attention_window
+        ),
+    );
+    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+    check(
+        m.defaults.init_pose.len() == POSE_DIM && finite(&m.defaults.init_pose),
+        format!(
+            "defaults.init_pose has {} numbers, expected {POSE_DIM} finite ones",
             m.defaults.init_pose.len()
         ),
     );
     check(
-        m.defaults.init_eye.len() == EYE_DIM,
+        m.defaults.init_eye.len() == EYE_DIM && finite(&m.defaults.init_eye),
         format!(
-            "defaults.init_eye has {} numbers, expected {EYE_DIM}",
+            "defaults.init_eye has {} numbers, expected {EYE_DIM} finite ones",
             m.defaults.init_eye.len()
         ),
     );

@@ -1,6 +1,7 @@
 //! DAWN's DDIM sampler, exactly as the reference runs it (docs/streaming.md, "Schedule" and
 //! "Diffusion"): cosine schedule computed in f64 and stored as f32, the timestep list of
-//! `linspace(0, T, m + 2)[:-1]`, the `alphas_cumprod_prev` quirk, and dynamic thresholding.
+//! `torch.linspace(0, T, m + 2)[:-1]` as torch computes it, the `alphas_cumprod_prev` quirk, and
+//! dynamic thresholding.
 
 use super::pack::DiffusionSpec;
 
@@ -48,13 +49,24 @@ impl Schedule {
         Self::cosine(spec.train_timesteps as usize, spec.cosine_s, spec.max_beta)
     }
 
-    /// The timesteps visited with `steps` sampling steps, from high to 0
-    /// (`steps + 1` values, so `steps` pairs).
+    /// The timesteps visited with `steps` sampling steps, from high to 0 (`steps + 1` values,
+    /// so `steps` pairs): `torch.linspace(0, T, steps + 2)[:-1].int()` reversed, computed the
+    /// way ATen's CPU kernel does in float32. With n = steps + 2 points and
+    /// `step = f32(T) / f32(n − 1)`, point i is `step · i` below the middle (i < n / 2) and
+    /// `T − step · (n − 1 − i)` from it on; `.int()` truncates. (`trunc(i · T / (n − 1))`
+    /// differs for 84 of the step counts 1..999, e.g. 25 steps visit 499, not 500.)
     pub fn timesteps(&self, steps: usize) -> Vec<usize> {
         let t = self.train_timesteps as f32;
-        let n = (steps + 1) as f32;
-        // torch.linspace in float32, then .int() (truncation)
-        let mut v: Vec<usize> = (0..=steps).map(|j| (j as f32 * t / n) as usize).collect();
+        let n = steps + 2;
+        let step = t / (n - 1) as f32;
+        let point = |i: usize| {
+            if i < n / 2 {
+                step * i as f32
+            } else {
+                t - step * (n - 1 - i) as f32
+            }
+        };
+        let mut v: Vec<usize> = (0..=steps).map(|i| point(i) as usize).collect();
         v.reverse();
         v
     }
@@ -175,7 +187,8 @@ pub fn ddim_update(
 mod tests {
     use super::*;
 
-    /// docs: shared dawn-reference.md section 5.4, float32 buffers, 20 steps, eta = 1.
+    /// The schedule of docs/streaming.md ("Schedule") for T = 1000, cosine s = 0.008,
+    /// max_beta = 0.9999, float32 buffers, 20 steps, eta = 1.
     const TABLE: [(usize, usize, f32, f32, f32, f32, f32); 20] = [
         (952, 904, 0.005585, 0.022217, 0.005356, 0.85795, 0.49164),
         (904, 857, 0.022217, 0.048849, 0.021760, 0.72825, 0.64870),
@@ -227,6 +240,45 @@ mod tests {
         assert_eq!(ts.last(), Some(&0));
         assert_eq!(ts.len(), 21);
         assert_eq!(s.timesteps(5), vec![833, 666, 500, 333, 166, 0]);
+    }
+
+    /// `torch.linspace(0, 1000, m + 2)[:-1].int()` for every m in 1..=999, as torch 2.15 computes
+    /// it (tests/data/README.md has the command that wrote the file): u16 little-endian, the
+    /// m + 1 values of each m in increasing order, m = 1 first.
+    #[test]
+    fn timesteps_equal_torch_for_every_step_count() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/torch_ddim_timesteps.u16"
+        );
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let table: Vec<usize> = bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+            .collect();
+        assert_eq!(
+            table.len(),
+            (1..=999).map(|m| m + 1).sum::<usize>(),
+            "{path}"
+        );
+        let s = Schedule::cosine(1000, 0.008, 0.9999);
+        let mut at = 0;
+        // The rule the engine had before, trunc(f32(j · T / (m + 1))), for comparison.
+        let mut differ_from_division = 0;
+        for m in 1..=999 {
+            let mut want = table[at..at + m + 1].to_vec();
+            at += m + 1;
+            let division = (0..=m).map(|j| (j as f32 * 1000.0 / (m + 1) as f32) as usize);
+            if !division.eq(want.iter().copied()) {
+                differ_from_division += 1;
+            }
+            want.reverse();
+            assert_eq!(s.timesteps(m), want, "{m} steps");
+        }
+        // Torch's rounding shows in 84 counts, the first at 25 steps: 499 where
+        // 13 · 1000 / 26 = 500.
+        assert_eq!(differ_from_division, 84);
+        assert_eq!(s.timesteps(25)[12], 499);
     }
 
     #[test]

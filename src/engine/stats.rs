@@ -12,7 +12,11 @@ pub struct StageTimes {
     pub denoiser: Duration,
     pub decoder: Duration,
     pub host: Duration,
+    /// Compute wall time, from the chunk's turn on the engine to its frames.
     pub total: Duration,
+    /// Time spent waiting for the turn while other streams sharing the engine ran theirs (not
+    /// part of `total`).
+    pub waited: Duration,
     /// Denoiser evaluations (steps × chunks).
     pub denoiser_calls: u64,
     /// Frames emitted and frames generated (emitted + context + look-ahead) in diffusion.
@@ -28,6 +32,7 @@ impl AddAssign for StageTimes {
         self.decoder += o.decoder;
         self.host += o.host;
         self.total += o.total;
+        self.waited += o.waited;
         self.denoiser_calls += o.denoiser_calls;
         self.frames += o.frames;
         self.diffusion_frames += o.diffusion_frames;
@@ -51,9 +56,14 @@ impl StageTimes {
     /// A one-line summary for logs.
     pub fn summary(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let waited = if self.waited.is_zero() {
+            String::new()
+        } else {
+            format!("; waited {:.1} ms for the shared engine", ms(self.waited))
+        };
         format!(
             "{} frames in {:.1} ms (RTF {:.3}): audio {:.1} ms, pbnet {:.1} ms, denoiser {:.1} ms \
-             ({} calls), decoder {:.1} ms, host {:.1} ms ({:.1} %)",
+             ({} calls), decoder {:.1} ms, host {:.1} ms ({:.1} %){waited}",
             self.frames,
             ms(self.total),
             self.real_time_factor(),

@@ -8,14 +8,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::Engine;
-use super::audio::{self, AudioHistory};
+use super::audio::{self, Alignment, AudioHistory};
 use super::avatar::Avatar;
 use super::chunker::{self, ChunkConfig, ChunkPlan};
 use super::diffusion::{self, ChunkLatents};
 use super::noise::Noise;
-use super::pack::{COND_DIM, FEATURE_DIM, LATENT_CHANNELS, SAMPLES_PER_FRAME};
+use super::pack::{
+    COND_DIM, EYE_DIM, FEATURE_DIM, LATENT_CHANNELS, POSE_DIM, Role, SAMPLES_PER_FRAME,
+};
 use super::pbnet::{self, NoiseStore};
 use super::pixels;
+use super::runtime::ThreadTimes;
 use super::stats::StageTimes;
 
 /// Per-stream settings.
@@ -27,12 +30,26 @@ pub struct StreamConfig {
     pub eta: f32,
     /// Frames per decoder call (bounds the decoder's memory).
     pub decoder_batch: usize,
+    /// The stream's length in samples when it is known before the first chunk (a file's
+    /// duration): the audio features then follow DAWN's alignment for that length
+    /// ([`Alignment`]). `None` for live streams. The frame count always follows the audio
+    /// actually received.
+    pub planned_samples: Option<usize>,
+}
+
+/// Receives a chunk's intermediate tensors as they are computed, by name (`audio_features`,
+/// `pbnet_pose_delta`, `pbnet_blink_delta`, `cond`, `eps` once per step, `latents`), with
+/// their shape; tools/parity compares them with upstream's.
+pub trait Tap: Send {
+    fn tensor(&mut self, name: &str, shape: &[usize], data: &[f32]);
 }
 
 /// Frames of one chunk.
 #[derive(Debug, Clone)]
 pub struct ChunkOutput {
     pub plan: ChunkPlan,
+    /// How the chunk's frames met the audio encoder's rows.
+    pub alignment: Alignment,
     /// Sampling steps this chunk ran.
     pub steps: usize,
     /// `[n][3][S][S]` floats in [0, 1], n = new frames.
@@ -118,6 +135,7 @@ pub struct Stream {
     scratch: diffusion::Scratch,
     audio_scratch: Vec<f32>,
     times: StageTimes,
+    tap: Option<Box<dyn Tap>>,
 }
 
 impl Stream {
@@ -134,6 +152,18 @@ impl Stream {
             scratch: diffusion::Scratch::default(),
             audio_scratch: Vec::new(),
             times: StageTimes::default(),
+            tap: None,
+        }
+    }
+
+    /// Sends every following chunk's intermediate tensors to `tap`.
+    pub fn set_tap(&mut self, tap: Box<dyn Tap>) {
+        self.tap = Some(tap);
+    }
+
+    fn tap(&mut self, name: &str, shape: &[usize], data: &[f32]) {
+        if let Some(t) = self.tap.as_mut() {
+            t.tensor(name, shape, data);
         }
     }
 
@@ -166,11 +196,6 @@ impl Stream {
 
     pub fn is_finished(&self) -> bool {
         self.n_total.is_some()
-    }
-
-    /// Frames emitted so far.
-    pub fn frames_emitted(&self) -> usize {
-        (self.next_chunk * self.cfg.chunk.chunk).min(self.total_frames().unwrap_or(usize::MAX))
     }
 
     /// Total frames of the stream, once EOS is known.
@@ -248,18 +273,23 @@ impl Stream {
             return Ok(None);
         };
         let steps = steps.unwrap_or(self.cfg.steps).max(1);
+        let alignment = Alignment::for_chunk(&self.cfg.chunk, &plan, self.cfg.planned_samples);
         let start = Instant::now();
-        let before = engine.graph_times();
+        // This thread's own graph times: other streams on a shared engine do not count.
+        let before = ThreadTimes::current();
         let out = self
-            .generate(engine, avatar, &plan, steps)
+            .generate(engine, avatar, &plan, alignment, steps)
             .with_context(|| format!("generating frames {}..{}", plan.k0, plan.k1))?;
-        let after = engine.graph_times();
+        let after = ThreadTimes::current();
+        let total = start.elapsed();
+        let delta = |name: &str| after.graph(name) - before.graph(name);
         let mut times = StageTimes {
-            audio: after[0] - before[0],
-            pbnet: (after[1] - before[1]) + (after[2] - before[2]),
-            denoiser: after[3] - before[3],
-            decoder: after[4] - before[4],
-            total: start.elapsed(),
+            audio: delta(Role::AudioEncoder.name()),
+            pbnet: delta(Role::PbnetPose.name()) + delta(Role::PbnetBlink.name()),
+            denoiser: delta(Role::Denoiser.name()),
+            decoder: delta(Role::Decoder.name()),
+            total,
+            waited: after.waited - before.waited,
             denoiser_calls: steps as u64,
             frames: plan.new_frames() as u64,
             diffusion_frames: plan.diffusion_frames() as u64,
@@ -271,6 +301,7 @@ impl Stream {
         self.trim();
         Ok(Some(ChunkOutput {
             plan,
+            alignment,
             steps,
             frames: out.0,
             latents: out.1,
@@ -284,6 +315,7 @@ impl Stream {
         engine: &Engine,
         avatar: &Avatar,
         plan: &ChunkPlan,
+        alignment: Alignment,
         steps: usize,
     ) -> Result<(Vec<f32>, Vec<f32>)> {
         let m = &engine.pack.manifest;
@@ -294,9 +326,12 @@ impl Stream {
             &engine.audio_encoder,
             &self.history,
             plan,
+            alignment,
             m.audio.normalize_eps,
             &mut self.audio_scratch,
         )?;
+        let fresh = plan.ke - plan.k0;
+        self.tap("audio_features", &[fresh, FEATURE_DIM], &feats);
         // 2. PBNet noise for frames entering a window for the first time, then PBNet.
         self.z
             .extend_to(plan.ke, m.pbnet.noise_dim as usize, self.noise.as_mut())?;
@@ -317,6 +352,8 @@ impl Stream {
             &avatar.input.init_pose,
             &avatar.input.init_eye,
         )?;
+        self.tap("pbnet_pose_delta", &[fresh, POSE_DIM], &motion.pose);
+        self.tap("pbnet_blink_delta", &[fresh, EYE_DIM], &motion.eye);
         // 3. Conditions: stored for the context frames, fresh for the rest.
         let f = plan.diffusion_frames();
         let mut cond = Vec::with_capacity(f * COND_DIM);
@@ -335,6 +372,7 @@ impl Stream {
             .flatten()
             .copied()
             .collect();
+        self.tap("cond", &[f, COND_DIM], &cond);
         // 4. Diffusion.
         let schedule_steps = engine.schedule.steps(steps, self.cfg.eta);
         let x = diffusion::sample(
@@ -352,11 +390,13 @@ impl Stream {
             },
             self.noise.as_mut(),
             &mut self.scratch,
+            self.tap.as_mut().map(|t| &mut **t as &mut dyn Tap),
         )?;
+        self.tap("latents", &[LATENT_CHANNELS, f, side, side], &x);
         // 5. Decode the new frames.
         let lc = plan.context_frames();
         let n = plan.new_frames();
-        let frames = super::renderer::decode(
+        let frames = super::decoder::decode(
             &engine.decoder,
             avatar,
             &x,

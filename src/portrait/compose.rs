@@ -12,7 +12,7 @@ use image::RgbImage;
 use image::imageops::FilterType;
 
 use super::Portrait;
-use super::sample;
+use super::resample;
 
 /// Fixed-point scale of the bilinear weights (7 bits).
 const WBITS: u32 = 7;
@@ -88,7 +88,7 @@ impl Compositor {
             } else {
                 FilterType::CatmullRom
             };
-            sample::shrink_fast(portrait.source.clone(), fit_w, fit_h, filter)
+            resample::shrink_fast(portrait.source.clone(), fit_w, fit_h, filter)
         };
         let stride = out_width as usize * 3;
         for (y, src_row) in scaled.as_raw().chunks_exact(fit_w as usize * 3).enumerate() {

@@ -1,7 +1,7 @@
 //! The square face crop DAWN animates, and the tensors made from it (`src_img`, `face_mask`).
 //!
-//! Framing rule (inferred by registering `shared/assets/faces/*_256.png` against their full
-//! images, which were cropped around YuNet detections): side = 2 × max(box w, box h); centre =
+//! Framing rule (docs/portrait.md §4; inferred by registering `tests/data/*_256.png` against
+//! their full images, which were cropped around YuNet detections): side = 2 × max(box w, box h); centre =
 //! the mean of YuNet's 5 landmarks (eyes, nose tip, mouth corners), raised by [`CROP_RAISE`] ×
 //! side for head room. When the square crosses the image border it is first moved back inside
 //! (at most [`MAX_SHIFT`] × side, so the face stays near the centre), and whatever still lies
@@ -15,7 +15,7 @@
 use image::RgbImage;
 use image::imageops::FilterType;
 
-use super::sample::{self, Pad, crop_padded};
+use super::resample::{self, Pad, crop_padded};
 
 /// Crop side as a multiple of the face box's larger dimension.
 pub const CROP_SCALE: f32 = 2.0;
@@ -92,7 +92,7 @@ fn nudge_inside(a: f32, len: f32, limit: f32) -> f32 {
 /// filter (PIL-style bilinear: it averages when shrinking, so no aliasing).
 pub fn extract(img: &RgbImage, sq: Square, s: u32) -> RgbImage {
     let cut = crop_padded(img, sq.x, sq.y, sq.side, sq.side, Pad::Edge);
-    sample::resize(cut, s, s, FilterType::Triangle)
+    resample::resize(cut, s, s, FilterType::Triangle)
 }
 
 /// `[3, S, S]` planar RGB in [0, 1] (DAWN's `src_img` without the batch axis).
@@ -147,8 +147,10 @@ pub fn hull_in_crop(landmarks: &[[f32; 2]], crop: [f32; 3], s: u32) -> [f32; 4] 
     h
 }
 
-/// The mask used when there are no landmarks: the central half of the crop (DAWN's fallback
-/// box, 64..192 of 256).
+/// The mask used when there are no landmarks: the central half of the crop. This is what
+/// DAWN's fallback box row `[64, 64, 192, 192, 256, 256]` was evidently meant to be; read in
+/// the field order DAWN's code uses (`[x_min, x_max, y_min, y_max, H, W]`) that row is a point,
+/// and upstream's no-face mask is 2×2 pixels (docs/fidelity.md).
 pub fn default_hull(s: u32) -> [f32; 4] {
     let q = s as f32 / 4.0;
     // The mask's +1 on the far bounds makes this exactly [S/4, 3S/4).
@@ -161,8 +163,8 @@ mod tests {
 
     #[test]
     fn reference_framings() {
-        // YuNet boxes and landmark means (native input size) on the shared portraits give
-        // exactly the shipped crops.
+        // YuNet boxes and landmark means (native input size) on the test photos give exactly
+        // the face crops in tests/data.
         let a = crop_for_face([178.17, 62.91, 89.90, 113.33], [221.18, 123.08], (512, 512));
         assert_eq!(
             a,

@@ -5,6 +5,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
+use crate::engine::files;
 use anyhow::{Context, Result, bail};
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage, metadata::Orientation};
 
@@ -39,25 +40,12 @@ pub struct Decoded {
 /// Decodes `path` (PNG, JPEG or anything else `image` was built with), applies the EXIF
 /// orientation and downscales very large images.
 ///
-/// Errors name the file and say what is wrong (missing, unreadable, unknown format, corrupt,
-/// truncated, too large).
+/// Errors name the file and say what is wrong (missing, not a regular file, unreadable, unknown
+/// format, corrupt, truncated, too large).
 pub fn decode_file(path: &Path) -> Result<Decoded> {
-    let shown = path.display();
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot open portrait image {shown}"))?;
-    if meta.is_dir() {
-        bail!("portrait image {shown} is a directory, not an image file");
-    }
-    if meta.len() > MAX_FILE_BYTES {
-        bail!(
-            "portrait image {shown} is {} MiB, more than the {} MiB accepted",
-            meta.len() >> 20,
-            MAX_FILE_BYTES >> 20
-        );
-    }
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read portrait image {shown}"))?;
-    decode_bytes(&bytes, &shown.to_string())
+    // Only a regular file, read up to the limit (a FIFO or /dev/zero would block or never end).
+    let bytes = files::read(path, "portrait image", MAX_FILE_BYTES)?;
+    decode_bytes(&bytes, &path.display().to_string())
 }
 
 /// Decodes an encoded image held in memory; `name` is used in error messages (a file name or

@@ -7,7 +7,7 @@ use image::imageops::FilterType;
 use ort::value::Tensor;
 
 use super::models::FaceModels;
-use super::sample;
+use super::resample;
 
 /// Largest long side of the detector input (dynamic-size graph): bigger images are shrunk.
 pub const MAX_DETECT_SIDE: u32 = 640;
@@ -55,7 +55,7 @@ impl Detection {
 ///
 /// The detector sees the image at its own size when its long side is between
 /// [`MIN_DETECT_SIDE`] and [`MAX_DETECT_SIDE`], else scaled into that range (this is also how
-/// the reference crops in `shared/assets/faces` were made: full-size YuNet on 512–600 px images).
+/// the face crops in `tests/data` were made: full-size YuNet on 512–600 px images).
 pub fn detect(models: &FaceModels, img: &RgbImage) -> Result<Vec<Detection>> {
     let long = img.width().max(img.height());
     detect_at(models, img, long.clamp(MIN_DETECT_SIDE, MAX_DETECT_SIDE))
@@ -88,7 +88,7 @@ pub fn detect_at(models: &FaceModels, img: &RgbImage, side: u32) -> Result<Vec<D
     };
     let rw = ((w as f32 * scale).round() as u32).clamp(1, in_w);
     let rh = ((h as f32 * scale).round() as u32).clamp(1, in_h);
-    let resized = sample::shrink_fast(img.clone(), rw, rh, FilterType::Triangle);
+    let resized = resample::shrink_fast(img.clone(), rw, rh, FilterType::Triangle);
     let input = bgr_planar(&resized, in_w, in_h);
     let shape = [1usize, 3, in_h as usize, in_w as usize];
 

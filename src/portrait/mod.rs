@@ -4,13 +4,13 @@
 //! honoured, very large images downscaled early), find the face with YuNet, fit 3DDFA_V2 to it,
 //! and produce:
 //!
-//! - the square face crop DAWN animates ([`Portrait::crop`], framed like the reference crops in
-//!   `shared/assets/faces`: see [`crop`]), resized to the pack resolution S as `src_img`
+//! - the square face crop DAWN animates ([`Portrait::crop`], framed like the face crops in
+//!   `tests/data`: see [`crop`]), resized to the pack resolution S as `src_img`
 //!   (`[3, S, S]`, RGB in [0, 1]);
 //! - `init_pose` `[yaw, pitch, roll, s, tx, ty]` and `init_eye` `[left, right]` in 3DDFA_V2's
-//!   conventions (dawn-reference §3.3; the 68 sparse landmarks, not the dense mesh);
-//! - `face_mask` (`[S, S]`): 1 inside the 68-landmark box mapped into the crop (§3.4, with the
-//!   reference's H/W swap fixed), 0 elsewhere.
+//!   conventions (docs/portrait.md §3; the 68 sparse landmarks, not the dense mesh);
+//! - `face_mask` (`[S, S]`): 1 inside the 68-landmark box mapped into the crop (docs/portrait.md
+//!   §5, with upstream's H/W swap fixed), 0 elsewhere.
 //!
 //! When no face is found (or no face models are given) the values fall back to
 //! [`PortraitOptions::default_pose`] / [`PortraitOptions::default_eye`] (the model pack's
@@ -26,11 +26,11 @@
 //! - The 120×120 ROI is resized with a triangle filter (averaging when shrinking) rather than
 //!   plain bilinear, so large photos do not alias.
 //! - The portrait is cropped to a square around the face instead of being stretched to S×S
-//!   (reference §10 item 10), and the mask uses the crop's own axes (no H/W swap).
+//!   (docs/portrait.md §4), and the mask uses the crop's own axes (no H/W swap).
 //!
 //! One concept per file: [`decode`] (file → oriented RGB), [`models`] (loading the ONNX face
 //! models), [`detect`] (YuNet), [`tddfa`] (3DDFA_V2 ROI and regression), [`pose`] (pose and eye
-//! formulas), [`crop`] (framing and the crop tensors), [`sample`] (padded cut-outs, resizing),
+//! formulas), [`crop`] (framing and the crop tensors), [`resample`] (padded cut-outs, resizing),
 //! [`compose`] (pasting back).
 
 pub mod compose;
@@ -39,7 +39,7 @@ pub mod decode;
 pub mod detect;
 pub mod models;
 pub mod pose;
-pub mod sample;
+pub mod resample;
 pub mod tddfa;
 
 use std::path::Path;
@@ -49,11 +49,11 @@ use image::{DynamicImage, RgbImage};
 
 pub use compose::Compositor;
 pub use detect::Detection;
-pub use models::FaceModels;
+pub use models::{FaceModelSource, FaceModels};
 
-/// DAWN's fallback init pose (PBNet's default in the reference code, §3.6).
+/// DAWN's fallback init pose (PBNet's default in the upstream code; docs/portrait.md §7).
 pub const DAWN_DEFAULT_POSE: [f32; 6] = [0.0, 0.0, 0.0, 4.79e-4, 56.5, 64.9];
-/// DAWN's fallback eye-openness ratios (§3.6).
+/// DAWN's fallback eye-openness ratios (docs/portrait.md §7).
 pub const DAWN_DEFAULT_EYE: [f32; 2] = [0.3, 0.3];
 
 /// With [`FaceSelect::Off`], a face box smaller than this fraction of the image side draws a
@@ -149,9 +149,10 @@ pub struct Portrait {
     /// replicating the border pixels.
     pub crop: [f32; 3],
     /// `[yaw, pitch, roll, s, tx, ty]`: degrees, 3DMM scale, translation in 3DDFA's 120×120 ROI
-    /// frame (reference §3.3).
+    /// frame (docs/portrait.md §3).
     pub init_pose: [f32; 6],
-    /// `[left, right]` eye-openness ratios (68-landmark formula, §3.3; ≈ 0.3 for open eyes).
+    /// `[left, right]` eye-openness ratios (68-landmark formula, docs/portrait.md §3; ≈ 0.3 for
+    /// open eyes).
     pub init_eye: [f32; 2],
     pub pose_source: ValueSource,
     pub eye_source: ValueSource,

@@ -1,5 +1,5 @@
 //! DAWN's init pose and eye state from 3DDFA_V2 outputs (`extract_init_states/utils/pose.py`
-//! and `utils/functions.py::calculate_eye`; reference §3.3).
+//! and `utils/functions.py::calculate_eye`; docs/portrait.md §3).
 
 /// Pose from the 3×4 camera matrix `p` (row-major, the first 12 de-normalised 3DDFA params):
 /// `[yaw, pitch, roll, s, tx, ty]`, angles in degrees, `s` the 3DMM scale (≈ 5e−4),

@@ -1,5 +1,5 @@
 //! 3DDFA_V2 (MobileNet-0.5, 120×120): ROI from a face box, regression of the 62 3DMM
-//! parameters and the 68 auxiliary landmarks (reference §3.2).
+//! parameters and the 68 auxiliary landmarks (docs/portrait.md §2).
 
 use anyhow::{Context, Result, bail};
 use image::RgbImage;
@@ -8,7 +8,7 @@ use ort::value::Tensor;
 
 use super::models::{FaceModels, PARAM_COUNT};
 use super::pose;
-use super::sample::{self, Pad, crop_padded};
+use super::resample::{self, Pad, crop_padded};
 
 /// Side of the network input.
 pub const INPUT: u32 = 120;
@@ -43,7 +43,7 @@ pub fn roi_from_box(bbox: [f32; 4]) -> Roi {
 }
 
 /// A YuNet-like face box `[x, y, w, h]` from 68 landmarks, for when no detector box exists
-/// (`FaceSelect::Off`). Calibrated on the shared portraits at several detector input sizes:
+/// (`FaceSelect::Off`). Calibrated on the test photos at several detector input sizes:
 /// YuNet's box is 0.955 × the landmark hull's width, 1.225 × its height, same horizontal
 /// centre, centre 0.125 × the hull height higher (it includes the forehead).
 pub fn box_from_landmarks(lm: &[[f32; 2]]) -> [f32; 4] {
@@ -73,7 +73,7 @@ pub fn run(models: &FaceModels, img: &RgbImage, roi: Roi) -> Result<Fit> {
     let ey = (roi[1] + roi[2]).round() as i64;
     let (cw, ch) = ((ex - sx).max(1) as u32, (ey - sy).max(1) as u32);
     let crop = crop_padded(img, sx, sy, cw, ch, Pad::Zero);
-    let small = sample::resize(crop, INPUT, INPUT, FilterType::Triangle);
+    let small = resample::resize(crop, INPUT, INPUT, FilterType::Triangle);
     let plane = (INPUT * INPUT) as usize;
     let mut input = vec![0.0f32; 3 * plane];
     for (i, px) in small.as_raw().chunks_exact(3).enumerate() {

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
+pub mod probe;
+pub use probe::*;
+
 pub fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
@@ -219,4 +222,75 @@ pub fn first_error(bus: &gst::Bus) -> Option<String> {
         }
     }
     None
+}
+
+/// Fails the whole test binary, naming what hung, unless dropped within `limit`: a hang is a
+/// failure with a message, never a stuck CI run.
+pub struct Watchdog {
+    _disarm: std::sync::mpsc::Sender<()>,
+}
+
+pub fn watchdog(what: impl Into<String>, limit: Duration) -> Watchdog {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let what = what.into();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            // Straight to the file descriptor: the test harness captures eprintln! output,
+            // and it would be lost with the exit.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "WATCHDOG: {what} did not finish within {limit:?}: it hangs"
+            );
+            std::process::exit(101);
+        }
+    });
+    Watchdog { _disarm: tx }
+}
+
+/// Collects the PTS of every buffer an appsink named `sink` receives.
+pub fn collect_pts(
+    pipeline: &gst::Pipeline,
+) -> std::sync::Arc<std::sync::Mutex<Vec<gst::ClockTime>>> {
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let pts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let p2 = pts.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                p2.lock()
+                    .unwrap()
+                    .push(sample.buffer().unwrap().pts().unwrap());
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pts
+}
+
+/// Asserts that `pts` lie on one 40 ms grid with no hole and no repeat.
+pub fn assert_on_grid(pts: &[gst::ClockTime], what: &str) {
+    let Some(&first) = pts.first() else {
+        return;
+    };
+    for (k, p) in pts.iter().enumerate() {
+        assert_eq!(
+            *p,
+            first + gst::ClockTime::from_mseconds(40 * k as u64),
+            "{what}: frame {k} is off the 40 ms grid (hole or duplicate)"
+        );
+    }
+}
+
+/// Threads of this process and its resident memory in KiB (Linux).
+pub fn threads_and_rss() -> (usize, u64) {
+    let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (threads, pages * 4)
 }

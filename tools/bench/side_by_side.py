@@ -14,7 +14,7 @@ on the same portrait, the same audio cut to ``--seconds``, the same frame count 
 count, and prints stage times, wall times, peak memory and the ratios ours/PyTorch, plus what
 else was using the CPU meanwhile. Torch-free (stdlib only); see tools/bench/README.md.
 
-    tools/bench/side_by_side.py --dawn-src /work/dawn-src --pack /work/packs/dawn128-random \\
+    tools/bench/side_by_side.py --dawn-src DAWN_SRC --pack PACK --torch-python TORCH_PYTHON \\
         --audio tests/data/speech_orig_16k.wav --seconds 8 --steps 20 --json out.json
 """
 
@@ -31,11 +31,21 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import wave
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_TORCH_PYTHON = "/work/venv-export/bin/python"
-DEFAULT_ORT = os.path.join(ROOT, ".ort", "onnxruntime", "capi", "libonnxruntime.so.1.31.1")
+# The Python with torch for the PyTorch side (the exporter's environment, docs/exporter.md).
+TORCH_PYTHON_ENV = "DAWN_TORCH_PYTHON"
+
+
+def ort_version():
+    """The ONNX Runtime version of Cargo.toml's [package.metadata.onnxruntime]."""
+    with open(os.path.join(ROOT, "Cargo.toml"), "rb") as f:
+        return tomllib.load(f)["package"]["metadata"]["onnxruntime"]["version"]
+
+
+DEFAULT_ORT = os.path.join(ROOT, ".ort", "onnxruntime", "capi", f"libonnxruntime.so.{ort_version()}")
 DEFAULT_RENDER = os.path.join(ROOT, "target", "release", "examples", "render")
 # Matched against "basename(argv[0]) argv[1] ... argv[5]" (not the whole command line: some
 # supervisors carry PATH, which mentions .cargo, in their arguments).
@@ -533,14 +543,16 @@ def build_parser():
                    help="skip the torch-vs-pack weight check (about a minute)")
     p.add_argument("--checkpoints", help="trained pack: DAWN checkpoints folder for the torch side")
     p.add_argument("--hubert", help="trained pack: local facebook/hubert-large-ls960-ft")
-    p.add_argument("--torch-python", default=DEFAULT_TORCH_PYTHON, help="python with torch (the exporter's venv)")
+    p.add_argument("--torch-python", default=os.environ.get(TORCH_PYTHON_ENV),
+                   help=f"python with torch, the exporter's environment (default: ${TORCH_PYTHON_ENV})")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: usable CPUs)")
     p.add_argument("--torch-max-frames", type=int, default=UPSTREAM_MAX_FRAMES,
                    help="upstream's max_n_frames (200; users raise it for longer clips, issue #11)")
     p.add_argument("--render", default=DEFAULT_RENDER, help="render example binary (cargo build --release --example render)")
     p.add_argument("--ort-dylib", default=os.environ.get("ORT_DYLIB_PATH", DEFAULT_ORT))
-    p.add_argument("--wait-idle", type=float, default=600, metavar="S",
-                   help="before each timed run wait up to S seconds for no other heavy process and a low load (0: don't wait)")
+    p.add_argument("--wait-idle", type=float, default=0, metavar="S",
+                   help="opt-in: before each timed run wait up to S seconds for no other heavy process "
+                        "and a low load (default 0: start at once; the report still says what else ran)")
     p.add_argument("--idle-load", type=float, default=None,
                    help="1-min load average counted as idle (default: 0.5 x usable CPUs)")
     p.add_argument("--idle-settle", type=float, default=60, metavar="S",
@@ -581,6 +593,9 @@ def log(msg=""):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if not args.skip_torch and not args.torch_python:
+        raise SystemExit(f"the PyTorch side needs a Python with torch: pass --torch-python PYTHON or set "
+                         f"${TORCH_PYTHON_ENV} (the exporter's environment, docs/exporter.md), or use --skip-torch")
     variants = args.ours_variant or ["default"]
     try:
         user_props = parse_set(args.ours_set)

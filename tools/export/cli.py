@@ -20,7 +20,7 @@ def build_parser():
     p.add_argument("--dawn-src", required=True, metavar="DIR",
                    help="checkout of Hanbo-Cheng/DAWN-pytorch (its classes are imported from here)")
     p.add_argument("--checkpoints", metavar="DIR",
-                   help="folder with DAWN_<res>.pth, LFG_<res>_*.pth, pbnet_seperate/{pose,blink}/")
+                   help="folder with DAWN_<res>.pth, LFG_<res>_*.pth, pbnet/{pose,blink}/ (hf download Hanbo-Cheng/DAWN)")
     p.add_argument("--hubert", metavar="DIR", help="local copy of facebook/hubert-large-ls960-ft")
     p.add_argument("--resolution", type=int, required=True, choices=C.EXPORT_RESOLUTIONS)
     p.add_argument("--out", required=True, metavar="PACK", help="pack directory to write")
@@ -34,6 +34,9 @@ def build_parser():
                         "block-banded (linear memory in F)")
     p.add_argument("--band-block", type=int, default=40, metavar="B",
                    help="query block size of --attention banded (default 40)")
+    p.add_argument("--allow-unsafe-unpickling", action="store_true",
+                   help="load checkpoints that pickle Python objects besides tensors (runs code "
+                        "from the file: only for files you trust; the released ones never need it)")
     p.add_argument("--no-verify", action="store_true", help="skip the PyTorch/ONNX Runtime parity check")
     p.add_argument("--verify-frames", default="1,7,24,40,48", metavar="LIST",
                    help="denoiser frame counts to verify (default 1,7,24,40,48; > 41 exercises "
@@ -67,9 +70,9 @@ def check_args(args):
             if not os.path.isdir(os.path.join(args.dawn_src, sub)):
                 problems.append(f"--dawn-src {args.dawn_src}: no {sub}/ (is this a DAWN-pytorch checkout?)")
     if args.random_weights:
-        for opt in ("checkpoints", "hubert"):
+        for opt in ("checkpoints", "hubert", "allow_unsafe_unpickling"):
             if getattr(args, opt):
-                problems.append(f"--{opt} cannot be combined with --random-weights")
+                problems.append(f"--{opt.replace('_', '-')} cannot be combined with --random-weights")
     else:
         if not args.checkpoints:
             problems.append("--checkpoints DIR is required (or --random-weights)")

@@ -58,3 +58,41 @@ def graph_io(role, resolution, cs="Cs", noise_dim=NOISE_DIM, feature_dim=FEATURE
         return ([img] + enc + [("flow", ["F", s, s, 2]), ("occlusion", ["F", 1, s, s])],
                 [("frames", ["F", 3, S, S])])
     raise KeyError(f"unknown graph role {role!r}")
+
+
+def bind(dims, sizes):
+    """``dims`` with symbolic axes replaced from ``sizes`` ({"T": 720, ...}); "Th" follows T."""
+    sizes = dict(sizes)
+    if "T" in sizes and "Th" not in sizes:
+        sizes["Th"] = (sizes["T"] - 80) // 320
+    return [sizes.get(d, d) if isinstance(d, str) else d for d in dims]
+
+
+def shape_mismatches(role, resolution, cs, shapes, sizes=None):
+    """Where ``shapes`` ({io name: dims}) disagree with the contract; messages naming the file.
+
+    Without ``sizes`` the shapes are declared ones (a dim an int, a str for a dynamic axis, None
+    when unknown): rank, fixed sizes and fixed vs dynamic are compared. With ``sizes`` (e.g.
+    {"T": 720}) they are the shapes of real outputs (ints) and are compared with the contract's
+    dims bound to those sizes; an axis the sizes do not bind is not compared."""
+    ins, outs = graph_io(role, resolution, cs=cs)
+    want = dict(ins + outs)
+    fmt = lambda ds: "[" + ", ".join("?" if d is None else str(d) for d in ds) + "]"
+    problems = []
+    for name, have in shapes.items():
+        dims = want.get(name)
+        if dims is None:
+            continue
+        dims = bind(dims, sizes) if sizes else dims
+
+        def bad(h, w):
+            if h is None:
+                return False
+            if isinstance(w, int):
+                return h != w
+            return sizes is None and isinstance(h, int)  # declared fixed, contract dynamic
+
+        if len(have) != len(dims) or any(bad(h, w) for h, w in zip(have, dims)):
+            problems.append(f"{graph_file(role)}: `{name}` is {fmt(have)}, the contract says "
+                            f"{fmt(dims)}")
+    return problems

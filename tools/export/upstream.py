@@ -10,12 +10,15 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import os
+import pickle
 import sys
 import types
+import zipfile
 
 import torch
 from torch import nn
 
+from . import checkpoints as C
 from .checkpoints import CheckpointError
 
 # Packages that upstream modules import at module level but that the exported graphs never use
@@ -172,31 +175,76 @@ def build_flow_diffusion(dawn_src, resolution):
     return model, vcfg
 
 
-def _torch_load(path):
+def _torch_load(path, source=C.HF_DAWN, allow_pickle=False):
+    """torch.load with ``weights_only=True``: tensors and plain containers only. A file that also
+    pickles Python objects (which run code when loaded) is refused unless ``allow_pickle``
+    (``--allow-unsafe-unpickling``); the released DAWN files never need it."""
+    C.check_file(path, source)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # older checkpoints may pickle non-tensor objects
-        print(f"note: {os.path.basename(path)}: weights_only load failed ({type(e).__name__}); "
-              f"loading with weights_only=False (trust the file's source)")
-        return torch.load(path, map_location="cpu", weights_only=False)
+    except pickle.UnpicklingError as e:
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{path}: holds pickled Python objects besides tensors ({C.short(e)}); the "
+                f"exporter does not run pickled code: if you trust the file's source, add "
+                f"--allow-unsafe-unpickling") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({C.short(e)}): the file "
+                              f"is truncated or damaged; download it again from {source}") from None
+    print(f"note: {os.path.basename(path)}: loading with weights_only=False "
+          f"(--allow-unsafe-unpickling)")
+    return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def _load_key(path, key):
-    ckpt = _torch_load(path)
+def _load_key(path, key, allow_pickle=False):
+    ckpt = _torch_load(path, allow_pickle=allow_pickle)
     if not isinstance(ckpt, dict) or key not in ckpt:
-        keys = list(ckpt.keys())[:10] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path}: expected a dict with key '{key}', found {keys}")
+        keys = sorted(map(str, ckpt))[:6] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path}: expected a dict with key '{key}', found {keys}: this is "
+                              f"not the file the exporter expects; download it again from "
+                              f"{C.HF_DAWN}")
     return ckpt[key]
 
 
-def load_lfg(model, path):
+def _names(keys, n=3):
+    keys = sorted(keys)
+    return ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
+
+
+def load_strict(module, state, path, what):
+    """``module.load_state_dict(state)`` with every tensor required and none left over; a
+    mismatch is one CheckpointError naming the file, the first keys and the fix."""
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"{path}: the {what} entry is not a state dict of tensors: download "
+                              f"the file again from {C.HF_DAWN}")
+    want = module.state_dict()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    shapes = [f"{k} {list(state[k].shape)} vs {list(want[k].shape)}"
+              for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensors missing ({_names(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_names(unexpected)})")
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape ({_names(shapes, 2)})")
+    if parts:
+        raise CheckpointError(f"{path}: the {what} weights do not fit DAWN's network: "
+                              + "; ".join(parts) + f": use the released file from {C.HF_DAWN} "
+                              f"with DAWN-pytorch at commit 76c44b8")
+    module.load_state_dict(state, strict=True)
+
+
+def load_lfg(model, path, allow_pickle=False):
     """LFG_*.pth: key ``generator`` -> FlowDiffusion.generator (as FlowDiffusion.__init__ does)."""
-    model.generator.load_state_dict(_load_key(path, "generator"))
+    load_strict(model.generator, _load_key(path, "generator", allow_pickle), path, "LFG generator")
 
 
-def load_dawn(model, path):
+def load_dawn(model, path, allow_pickle=False):
     """DAWN_*.pth: key ``diffusion`` -> FlowDiffusion.diffusion (as _init_video_model does)."""
-    model.diffusion.load_state_dict(_load_key(path, "diffusion"))
+    load_strict(model.diffusion, _load_key(path, "diffusion", allow_pickle), path,
+                "A2V-FDM diffusion")
 
 
 # ------------------------------------------------------------------------------------------ PBNet
@@ -221,15 +269,7 @@ PBNET_DEFAULTS = {
 }
 
 
-def load_opt_yaml(path):
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return yaml.load(text, Loader=yaml.FullLoader)
+load_opt_yaml = C.load_opt_yaml
 
 
 def build_pbnet(kind, opt=None):
@@ -244,45 +284,77 @@ def build_pbnet(kind, opt=None):
     if params.get("archiname") != "transformerreemb5":
         print(f"warning: PBNet {kind}: opt.yaml names architecture {params.get('archiname')!r}; "
               f"the released checkpoints need 'transformerreemb5' (issue #17). Trying it anyway.")
-    model = get_model(params)
+    try:
+        model = get_model(params)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"PBNet {kind}: opt.yaml does not describe a PBNet ({C.short(e)}): "
+                              f"use the opt.yaml released with the checkpoint ({C.HF_DAWN}, "
+                              f"pbnet/{kind}/)") from None
     model.eval()
     return model, params
 
 
-def load_pbnet(model, path):
-    sd = _torch_load(path)
-    if isinstance(sd, dict) and "model" in sd and not any(k.startswith("decoder.") for k in sd):
+def load_pbnet(model, path, allow_pickle=False):
+    sd = _torch_load(path, allow_pickle=allow_pickle)
+    if isinstance(sd, dict) and "model" in sd and not any(str(k).startswith("decoder.") for k in sd):
         sd = sd["model"]
-    model.load_state_dict(sd)
+    load_strict(model, sd, path, "PBNet")
 
 
 # ----------------------------------------------------------------------------------------- HuBERT
 
-# facebook/hubert-large-ls960-ft config.json (the values that shape the network).
-HUBERT_LARGE = dict(
-    vocab_size=32, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-    intermediate_size=4096, hidden_act="gelu", hidden_dropout=0.1, activation_dropout=0.1,
-    attention_dropout=0.1, feat_proj_dropout=0.1, final_dropout=0.1, layerdrop=0.1,
-    initializer_range=0.02, layer_norm_eps=1e-5, feat_extract_norm="layer",
-    feat_extract_activation="gelu", conv_dim=[512] * 7, conv_stride=[5, 2, 2, 2, 2, 2, 2],
-    conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_bias=True, num_conv_pos_embeddings=128,
-    num_conv_pos_embedding_groups=16, do_stable_layer_norm=True, apply_spec_augment=True,
-    mask_time_prob=0.05, mask_time_length=10, mask_feature_prob=0.0, mask_feature_length=10,
-    ctc_loss_reduction="sum", ctc_zero_infinity=False, pad_token_id=0, bos_token_id=1,
-    eos_token_id=2,
-)
+HUBERT_LARGE = C.HUBERT_LARGE
+# Tensors of the ls960-ft file that HubertModel does not have (the CTC head) or may lack
+# (masked_spec_embed: SpecAugment's training-only mask embedding, unused in eval).
+HUBERT_EXTRA_OK = {"lm_head.weight", "lm_head.bias"}
+HUBERT_MISSING_OK = {"masked_spec_embed"}
 
 
-def build_hubert(hubert_dir=None):
+def build_hubert(hubert_dir=None, files=None):
+    """HuBERT-Large: default-initialised (``hubert_dir`` None, for --random-weights) or loaded
+    strictly from a local copy of facebook/hubert-large-ls960-ft (``files`` as resolve_hubert
+    gives them: config.json, the weights file, shards)."""
     from transformers import HubertConfig, HubertModel
 
-    kw = {}
-    try:  # eager attention exports to plain MatMul/Softmax
-        if hubert_dir:
-            model = HubertModel.from_pretrained(hubert_dir, attn_implementation="eager")
-        else:
-            model = HubertModel(HubertConfig(**HUBERT_LARGE, attn_implementation="eager", **kw))
-    except TypeError:
-        model = HubertModel.from_pretrained(hubert_dir) if hubert_dir else HubertModel(HubertConfig(**HUBERT_LARGE))
+    if not hubert_dir:  # eager attention exports to plain MatMul/Softmax
+        model = HubertModel(HubertConfig(**HUBERT_LARGE, attn_implementation="eager"))
+        model.eval()
+        return model
+    files = files or C.resolve_hubert(hubert_dir)
+    C.check_hubert_config(files[0])
+    return load_hubert_weights(hubert_dir, files[1])
+
+
+def load_hubert_weights(hubert_dir, weights):
+    """``HubertModel.from_pretrained`` with every tensor required: missing, unexpected (beyond
+    the CTC head) or reshaped tensors are a CheckpointError naming ``weights``."""
+    from transformers import HubertModel
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report would repeat what is checked below
+    try:
+        model, info = HubertModel.from_pretrained(hubert_dir, attn_implementation="eager",
+                                                  output_loading_info=True)
+    except Exception as e:  # safetensors, torch and transformers each raise their own types
+        raise CheckpointError(f"{weights}: cannot be loaded ({C.short(e)}): the file is truncated "
+                              f"or damaged; download {C.HF_HUBERT} again") from None
+    finally:
+        hf_logging.set_verbosity(level)
+    missing = set(info.get("missing_keys", ())) - HUBERT_MISSING_OK
+    unexpected = set(info.get("unexpected_keys", ())) - HUBERT_EXTRA_OK
+    shapes = [str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ())]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensors missing ({_names(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected ({_names(unexpected)})")
+    if shapes:
+        parts.append(f"{len(shapes)} of another shape ({_names(shapes)})")
+    if info.get("error_msgs"):
+        parts.append(C.short(Exception(info["error_msgs"][0])))
+    if parts:
+        raise CheckpointError(f"{weights}: does not fit HuBERT-Large: " + "; ".join(parts)
+                              + f": download {C.HF_HUBERT} again")
     model.eval()
     return model

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FRAME_SAMPLES = 640  # 16 kHz / 25 fps: frame k covers samples [640 k, 640 k + 640)
-HUBERT_PER_FRAME = 2  # 50 Hz HuBERT features per 25 fps video frame
+HUBERT_PER_FRAME = 2  # 50 Hz HuBERT features per 25 fps video frame (the live alignment)
 
 F32 = np.float32
 
@@ -84,14 +84,21 @@ def cosine_schedule(train_timesteps: int, cosine_s: float, max_beta: float) -> S
 def ddim_timesteps(train_timesteps: int, steps: int) -> list[int]:
     """Visited timesteps tau_m, ..., tau_0 = 0 (m + 1 values, m pairs).
 
-    tau_j = trunc(f32(j * T / (m + 1))) for j = 0..m. j * T is an exact integer and the f64
-    quotient is correctly rounded, so f32(quotient) is the spec's value.
+    The spec's rule is torch's: ``torch.linspace(0, T, m + 2)[:-1].int()``, evaluated as ATen's
+    CPU kernel does in float32. With P = m + 2 points and step = f32(T) / f32(P - 1), point i is
+    f32(step * i) for i < P // 2 and f32(T - f32(step * (P - 1 - i))) otherwise; ``.int()``
+    truncates toward zero.
     """
     T, m = train_timesteps, steps
     if not 1 <= m < T:
         raise ValueError(f"sampling steps must be in [1, {T}), got {m}")
-    taus = [int(math.trunc(float(F32(j * T / (m + 1))))) for j in range(m + 1)]
-    return list(reversed(taus))
+    points = m + 2
+    step = F32(T) / F32(points - 1)
+    i = np.arange(m + 1)
+    lower = (step * i.astype(F32)).astype(F32)
+    upper = (F32(T) - (step * (points - 1 - i).astype(F32)).astype(F32)).astype(F32)
+    taus = np.where(i < points // 2, lower, upper).astype(np.int64)  # trunc: all values >= 0
+    return [int(t) for t in taus[::-1]]
 
 
 def ddim_pairs(train_timesteps: int, steps: int) -> list[tuple[int, int]]:
@@ -316,22 +323,76 @@ def normalise_window(w: np.ndarray, eps: float) -> np.ndarray:
     return ((w32 - mean32) / std32).astype(F32)
 
 
-def hubert_index(k: int, a0: int) -> int:
-    """Row of the window's HuBERT output that belongs to frame k: 2 (k - a0 / 640)."""
-    assert a0 % FRAME_SAMPLES == 0
-    return HUBERT_PER_FRAME * (k - a0 // FRAME_SAMPLES)
+def window_end(k0: int, p: StreamParams) -> int:
+    """End of chunk k0's audio window before EOS cuts it (samples, exclusive)."""
+    return FRAME_SAMPLES * (k0 + p.C + p.R + p.Ar)
 
 
-def lookup_features(H: np.ndarray, plan: ChunkPlan) -> dict[int, np.ndarray]:
-    """A[k] for the chunk's fresh frames [k0, ke) from H [1, Th, 1024]."""
+def hubert_rows(n_samples: int) -> int:
+    """Th = floor((n - 80) / 320): HuBERT's 400-sample receptive field, hop 320."""
+    return max(0, n_samples - 80) // 320
+
+
+def chunk_alignment(plan: ChunkPlan, p: StreamParams, planned: int | None) -> int | None:
+    """The clip length (samples) whose alignment chunk ``plan`` uses, or None for 2 rows/frame.
+
+    docs/streaming.md, "Audio features": a window cut by EOS -> the real length (plan.a1) when a
+    length was announced or the chunk is the first; a complete window -> the announced length
+    while the chunk's frames lie inside it; otherwise (live) None.
+    """
+    cut = plan.a1 < window_end(plan.k0, p)
+    if cut:
+        return plan.a1 if (planned is not None or plan.k0 == 0) else None
+    if planned is not None and plan.ke <= planned // FRAME_SAMPLES:
+        return planned
+    return None
+
+
+def clip_positions(n_samples: int) -> np.ndarray:
+    """Upstream's positions: numpy.linspace(0, Th - 1, N) over the clip's N frames (f64)."""
+    return np.linspace(0, hubert_rows(n_samples) - 1, n_samples // FRAME_SAMPLES)
+
+
+def interp_rows(H: np.ndarray, first_row: int, pos: float) -> np.ndarray:
+    """H (the window's rows, starting at stream row first_row) at stream position pos.
+
+    Evaluated as scipy.interpolate.interp1d(kind='linear') does on float32 rows: interval
+    index from searchsorted (left side, clipped to [1, Th - 1]), slope as a float32 difference
+    (promoted), value slope * (pos - lo) + y_lo in float64, then float32. Rows beyond the window
+    are clamped to its first/last row.
+    """
+    rows = H.shape[0]
+    lo = max(math.ceil(pos), 1) - 1  # searchsorted(arange(Th), pos) = ceil(pos), clipped to >= 1
+    clamp = lambda r: min(max(r - first_row, 0), rows - 1)
+    y_lo, y_hi = H[clamp(lo)], H[clamp(lo + 1)]
+    slope = (y_hi - y_lo).astype(np.float64)
+    return (slope * (pos - lo) + y_lo.astype(np.float64)).astype(F32)
+
+
+def lookup_features(H: np.ndarray, plan: ChunkPlan, clip: int | None = None
+                    ) -> dict[int, np.ndarray]:
+    """A[k] for the chunk's fresh frames [k0, ke) from H [1, Th, 1024].
+
+    clip None: frame k reads row 2k (exactly, no interpolation). Otherwise the frames follow the
+    alignment of a clip of ``clip`` samples.
+    """
     Th = H.shape[1]
+    first = HUBERT_PER_FRAME * (plan.a0 // FRAME_SAMPLES)
+    assert plan.a0 % FRAME_SAMPLES == 0
     out = {}
+    if clip is None:
+        for k in range(plan.k0, plan.ke):
+            j = HUBERT_PER_FRAME * k - first
+            if j >= Th:
+                raise ValueError(f"frame {k} needs HuBERT row {j} but the window gave only {Th} "
+                                 f"(window [{plan.a0}, {plan.a1}))")
+            out[k] = H[0, j].astype(F32)
+        return out
+    if Th == 0:
+        raise ValueError(f"window [{plan.a0}, {plan.a1}) gave no HuBERT rows")
+    pos = clip_positions(clip)
     for k in range(plan.k0, plan.ke):
-        j = hubert_index(k, plan.a0)
-        if j >= Th:
-            raise ValueError(f"frame {k} needs HuBERT row {j} but the window gave only {Th} "
-                             f"(window [{plan.a0}, {plan.a1}))")
-        out[k] = H[0, j].astype(F32)
+        out[k] = interp_rows(H[0], first, float(pos[k]))
     return out
 
 
@@ -346,7 +407,7 @@ class Pack:
     ROLES = ("audio_encoder", "pbnet_pose", "pbnet_blink", "portrait_encoder", "denoiser",
              "decoder")
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, threads: int = 1, memory_pattern: bool = True):
         import onnxruntime as ort  # imported here so the pure functions need numpy only
 
         self.path = path
@@ -354,8 +415,11 @@ class Pack:
             self.manifest = json.load(fh)
         opts = ort.SessionOptions()
         # One thread and sequential execution: reductions then run in a fixed order, so
-        # re-running make_golden reproduces the files bit-exactly.
-        opts.intra_op_num_threads = 1
+        # re-running make_golden reproduces the files bit-exactly. (tools/parity's drift
+        # measurement runs real packs with more threads and, like the engine, without ONNX
+        # Runtime's per-shape memory pattern.)
+        opts.intra_op_num_threads = threads
+        opts.enable_mem_pattern = memory_pattern
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
@@ -430,9 +494,12 @@ class StreamingDawn:
     """Runs the chunks of docs/streaming.md in order on audio that is fully known (EOS)."""
 
     def __init__(self, pack: Pack, params: StreamParams, noise: NoiseReader, *,
-                 steps: int | None = None, eta: float | None = None):
+                 steps: int | None = None, eta: float | None = None,
+                 planned_samples: int | None = None, decoder_batch: int | None = None):
         self.pack = pack
+        self.decoder_batch = decoder_batch  # frames per decoder call (None: all at once)
         self.params = params
+        self.planned = planned_samples  # the length announced before the first chunk, if any
         self.noise = noise
         d = pack.diffusion
         self.steps = int(d["sampling_steps"] if steps is None else steps)
@@ -459,7 +526,7 @@ class StreamingDawn:
         eps = float(self.pack.manifest["audio"]["normalize_eps"])
         w = normalise_window(audio[plan.a0:plan.a1], eps)
         H = self.pack.run("audio_encoder", input_values=w[None, :])["last_hidden_state"]
-        return lookup_features(H, plan)
+        return lookup_features(H, plan, chunk_alignment(plan, self.params, self.planned))
 
     def draw_pbnet_noise(self, plan: ChunkPlan) -> None:
         """Noise item 1: z for frames entering a PBNet window for the first time."""
@@ -495,31 +562,37 @@ class StreamingDawn:
             rows.append(np.concatenate([fresh[k], dpose[i], deye[i]]).astype(F32))
         return np.stack(rows)[None]
 
+    def draw_latent(self, kind: str, step: int, frames: range) -> np.ndarray:
+        """A latent-shaped draw [1, 3, F, s, s] for absolute frames ``frames``: the next values
+        of the stream. ``kind`` ("x_T", "z", "context") and ``step`` (0 for the initial draws,
+        j for step j) do not matter here; tools/parity's drift measurement keys them instead."""
+        s, n = self.pack.latent_size, len(frames)
+        return self.noise.take(3 * n * s * s).reshape(1, 3, n, s, s)
+
     def sample(self, plan: ChunkPlan, cond: np.ndarray, portrait: Portrait) -> np.ndarray:
         """DDIM with context replacement; returns the final latent [3, F, s, s]."""
-        s = self.pack.latent_size
-        F, Lc = plan.F, plan.Lc
-        take = lambda frames: self.noise.take(3 * frames * s * s).reshape(1, 3, frames, s, s)
-        x = take(F)  # item 2, layout [c][f][y][x]
+        Lc = plan.Lc
+        frames, context = range(plan.c0, plan.ke), range(plan.c0, plan.k0)
+        x = self.draw_latent("x_T", 0, frames)  # item 2, layout [c][f][y][x]
         if Lc > 0:
-            x0c = np.stack([self.state.latents[k] for k in range(plan.c0, plan.k0)], axis=1)[None]
-            n_ctx = take(Lc)  # item 3
+            x0c = np.stack([self.state.latents[k] for k in context], axis=1)[None]
+            n_ctx = self.draw_latent("context", 0, context)  # item 3
             a = self.coefs[0].a  # abar_prev[t_first]
             x[:, :, :Lc] = np.sqrt(a) * x0c + np.sqrt(F32(1) - a) * n_ctx
-        for co in self.coefs:
+        for j, co in enumerate(self.coefs, 1):
             eps = self.pack.run("denoiser", x_t=x, static=portrait.static,
                                 timestep=np.array([co.t], dtype=F32), cond=cond)["eps"]
             x0 = self.sched.sqrt_recip[co.t] * x - self.sched.sqrt_recipm1[co.t] * eps
             x0, _ = dynamic_threshold(x0, self.q)
             noisy = co.t_next > 0 and self.eta > 0
-            z = take(F) if noisy else None  # item 4, frame part
+            z = self.draw_latent("z", j, frames) if noisy else None  # item 4, frame part
             x = np.sqrt(co.a_next) * x0 + co.c * eps
             if z is not None:
                 x = x + co.sigma * z
             if Lc > 0:
                 if co.t_next > 0:
                     # item 4, context part; at eta = 0 nothing is drawn and n' = n (A4)
-                    n_step = take(Lc) if noisy else n_ctx
+                    n_step = self.draw_latent("context", j, context) if noisy else n_ctx
                     x[:, :, :Lc] = (np.sqrt(co.a_next) * x0c
                                     + np.sqrt(F32(1) - co.a_next) * n_step)
                 else:
@@ -528,12 +601,16 @@ class StreamingDawn:
         return x[0]
 
     def decode(self, lat: np.ndarray, portrait: Portrait) -> np.ndarray:
-        """lat [3, n, s, s] -> frames [n, 3, S, S] (float, before quantisation)."""
+        """lat [3, n, s, s] -> frames [n, 3, S, S] (float, before quantisation). Frames are
+        decoded independently; ``decoder_batch`` only bounds the memory of one call."""
         flow = np.stack([lat[0], lat[1]], axis=-1)  # [n, s, s, 2], x first
         occlusion = ((lat[2] + F32(1)) / F32(2))[:, None]  # [n, 1, s, s]
-        return self.pack.run("decoder", src_img=portrait.src_img, skip0=portrait.skip0,
-                             skip1=portrait.skip1, feat=portrait.feat, flow=flow,
-                             occlusion=occlusion)["frames"]
+        step = self.decoder_batch or max(1, flow.shape[0])
+        parts = [self.pack.run("decoder", src_img=portrait.src_img, skip0=portrait.skip0,
+                               skip1=portrait.skip1, feat=portrait.feat, flow=flow[i:i + step],
+                               occlusion=occlusion[i:i + step])["frames"]
+                 for i in range(0, flow.shape[0], step)]
+        return np.concatenate(parts)
 
     # One chunk ------------------------------------------------------------------------------
     def run_chunk(self, audio: np.ndarray, plan: ChunkPlan, portrait: Portrait) -> ChunkResult:
@@ -561,12 +638,15 @@ class StreamingDawn:
 
 
 def generate_clip(pack: Pack, params: StreamParams, audio: np.ndarray, noise: NoiseReader,
-                  src_img, face_mask, init_pose, init_eye, *, steps=None, eta=None):
-    """Runs every chunk of a clip known to its end (all chunks at EOS).
+                  src_img, face_mask, init_pose, init_eye, *, steps=None, eta=None,
+                  planned_samples=None):
+    """Runs every chunk of a clip known to its end (all chunks at EOS). ``planned_samples`` is
+    the length announced before the first chunk (None: a live stream).
 
     Returns (frames [N, 3, S, S], latents [N, 3, s, s], chunk results).
     """
-    gen = StreamingDawn(pack, params, noise, steps=steps, eta=eta)
+    gen = StreamingDawn(pack, params, noise, steps=steps, eta=eta,
+                        planned_samples=planned_samples)
     portrait = gen.encode_portrait(src_img, face_mask, init_pose, init_eye)
     audio = np.asarray(audio, dtype=F32)
     results = [gen.run_chunk(audio, plan, portrait) for plan in plan_chunks(params, audio.size)]

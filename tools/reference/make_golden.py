@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Writes the golden cases that the Rust engine is compared against (tests/golden/<case>/).
 
-    .venv/bin/python tools/reference/make_golden.py            # every case
-    .venv/bin/python tools/reference/make_golden.py --case tiny64_chunked --out-dir /tmp/g
+    .venv/bin/python -m tools.reference.make_golden            # every case
+    .venv/bin/python -m tools.reference.make_golden --case tiny64_chunked --out-dir DIR
 
-Inputs come from real recordings/photos in the shared assets folder and a seeded numpy
-generator; outputs come from dawn_ref (the independent Python reference). Running the command
-twice on the same machine gives byte-identical files (tools/tests/test_reference.py checks it).
-See tests/golden/README.md for the file formats.
+Inputs come from a real recording and photo in tests/data and a seeded numpy generator; outputs
+come from dawn_ref (the independent Python reference). Running the command twice on the same
+machine gives byte-identical files (tools/tests/test_reference.py checks it). See
+tests/golden/README.md for the file formats.
 """
 
 from __future__ import annotations
@@ -25,14 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import dawn_ref as ref  # noqa: E402
+from . import dawn_ref as ref
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-# The shared assets sit beside the checkout (../shared), as on every developer and CI machine.
-SHARED = os.environ.get("GST_DAWN_SHARED", os.path.join(REPO, "..", "shared"))
-SPEECH = os.path.join(SHARED, "assets/speech/codec2/speech_orig_16k.wav")
-PORTRAIT = os.path.join(SHARED, "assets/faces/skimage_astronaut_128.png")
+SPEECH = os.path.join(REPO, "tests", "data", "speech_orig_16k.wav")
+PORTRAIT = os.path.join(REPO, "tests", "data", "skimage_astronaut_128.png")
 F32 = np.float32
 
 
@@ -43,7 +40,8 @@ class Case:
     params: ref.StreamParams
     steps: int
     eta: float
-    n_samples: int  # deliberately not a multiple of 640: the tail is dropped by N = floor(n/640)
+    n_samples: int  # n mod 640 chosen per case: it decides how the frames meet HuBERT's rows
+    planned_samples: int | None  # length announced before the first chunk (None: live)
     audio_offset: int  # first sample taken from the recording
     noise_seed: int
     face_box: tuple[int, int, int, int]  # rows [r0, r1), cols [c0, c1) set to 1
@@ -56,21 +54,48 @@ class Case:
 _POSE = (5.0, -3.0, 2.0, 4.79e-4, 56.5, 64.9)
 _EYE = (0.3, 0.28)
 
+# n mod 640 decides DAWN's alignment (docs/streaming.md, "Audio features"): Th - 1 = 2N - 2 for
+# r < 80 (frame k on row 2k), 2N - 1 for 80 <= r < 400, 2N for r >= 400.
 CASES = {
-    # Several chunks with context, look-ahead, truncated audio/PBNet windows and a last chunk
-    # with only 7 new frames and no look-ahead (31 = 3 * 8 + 7). 10 steps keep the noise file
-    # small (about 2 MB).
+    # A file (length announced) in several chunks with context, look-ahead, truncated audio and
+    # PBNet windows and a last chunk of 7 new frames without look-ahead (31 = 3 * 8 + 7);
+    # r = 317: the clip alignment stretched by one row.
     "tiny64_chunked": Case(
         name="tiny64_chunked", pack="tests/models/tiny64",
         params=ref.StreamParams(C=8, L=4, R=3, Al=6, Ar=2, Lp=10),
-        steps=10, eta=1.0, n_samples=31 * 640 + 317, audio_offset=0, noise_seed=20240601,
+        steps=10, eta=1.0, n_samples=31 * 640 + 317, planned_samples=31 * 640 + 317,
+        audio_offset=0, noise_seed=20240601,
         face_box=(12, 52, 14, 50), init_pose=_POSE, init_eye=_EYE),
-    # No diffusion context (L = 0), deterministic DDIM (eta = 0), no audio right context and a
-    # last chunk of 2 frames (12 = 2 * 5 + 2).
+    # No diffusion context (L = 0), deterministic DDIM (eta = 0), no audio right context (so the
+    # clip alignment reads past the window's last row and clamps) and a last chunk of 2 frames
+    # (12 = 2 * 5 + 2); r = 517: stretched by two rows.
     "tiny64_eta0_steps5": Case(
         name="tiny64_eta0_steps5", pack="tests/models/tiny64",
         params=ref.StreamParams(C=5, L=0, R=2, Al=3, Ar=0, Lp=3),
-        steps=5, eta=0.0, n_samples=12 * 640 + 133, audio_offset=8000, noise_seed=7,
+        steps=5, eta=0.0, n_samples=12 * 640 + 517, planned_samples=12 * 640 + 517,
+        audio_offset=8000, noise_seed=7,
+        face_box=(12, 52, 14, 50), init_pose=_POSE, init_eye=_EYE),
+    # The whole file in one chunk (upstream's one pass); r = 41: frame k on row 2k.
+    "tiny64_onepass": Case(
+        name="tiny64_onepass", pack="tests/models/tiny64",
+        params=ref.StreamParams(C=32, L=20, R=10, Al=50, Ar=13, Lp=100),
+        steps=3, eta=1.0, n_samples=12 * 640 + 41, planned_samples=12 * 640 + 41,
+        audio_offset=16000, noise_seed=11,
+        face_box=(10, 50, 12, 52), init_pose=_POSE, init_eye=_EYE),
+    # A live stream (no length announced): two rows per frame in every chunk although r = 250.
+    "tiny64_live": Case(
+        name="tiny64_live", pack="tests/models/tiny64",
+        params=ref.StreamParams(C=6, L=4, R=2, Al=5, Ar=3, Lp=8),
+        steps=3, eta=1.0, n_samples=14 * 640 + 250, planned_samples=None,
+        audio_offset=24000, noise_seed=12,
+        face_box=(12, 52, 14, 50), init_pose=_POSE, init_eye=_EYE),
+    # EOS 10 frames before the announced length: the complete windows follow the announced
+    # length, the chunk that EOS cut follows the real one (r = 450).
+    "tiny64_early_eos": Case(
+        name="tiny64_early_eos", pack="tests/models/tiny64",
+        params=ref.StreamParams(C=5, L=3, R=2, Al=4, Ar=2, Lp=6),
+        steps=3, eta=1.0, n_samples=16 * 640 + 450, planned_samples=26 * 640 + 120,
+        audio_offset=32000, noise_seed=13,
         face_box=(12, 52, 14, 50), init_pose=_POSE, init_eye=_EYE),
 }
 
@@ -208,7 +233,7 @@ def make_case(case: Case, out_root: str) -> dict:
     reader = ref.NoiseReader(noise)
     frames, latents, results = ref.generate_clip(
         pack, case.params, audio, reader, src_img, face_mask, case.init_pose, case.init_eye,
-        steps=case.steps, eta=case.eta)
+        steps=case.steps, eta=case.eta, planned_samples=case.planned_samples)
 
     n_frames = ref.frame_count(case.n_samples)
     # The run must agree with the plan-only count: a cross-check of both code paths.
@@ -247,6 +272,7 @@ def make_case(case: Case, out_root: str) -> dict:
         "init_pose": list(case.init_pose),
         "init_eye": list(case.init_eye),
         "n_samples": case.n_samples,
+        "planned_samples": case.planned_samples,
         "n_frames": n_frames,
         "noise_seed": case.noise_seed,
         "noise_values": int(noise.size),
@@ -258,7 +284,10 @@ def make_case(case: Case, out_root: str) -> dict:
         "tolerance": 1e-4,
         "files": {k: {"file": v[0], "dtype": "float32-le", "shape": v[2]}
                   for k, v in files.items()},
-        "chunks": [dict(pl.as_dict(), noise_values=n) for pl, n in zip(plans, per_chunk)],
+        "chunks": [dict(pl.as_dict(), noise_values=n,
+                        alignment_samples=ref.chunk_alignment(pl, case.params,
+                                                              case.planned_samples))
+                   for pl, n in zip(plans, per_chunk)],
     }
     with open(os.path.join(out, "case.json"), "w") as fh:
         json.dump(meta, fh, indent=2)

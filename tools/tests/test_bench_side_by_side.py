@@ -9,10 +9,9 @@ import unittest
 import wave
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
-from tools.bench import side_by_side as S  # noqa: E402
-from tools.bench import torch_ref as T  # noqa: E402  (module level is torch-free)
+from tools.bench import side_by_side as S
+from tools.bench import torch_ref as T  # module level is torch-free
 
 
 def write_wav(path, seconds, rate=16000, channels=1):
@@ -100,6 +99,30 @@ class MachineTest(unittest.TestCase):
         self.assertIsNone(S.ort_version_from_path("/x/libonnxruntime.so"))
         self.assertIsNone(S.ort_version_from_path(None))
 
+    def test_ort_version_comes_from_cargo_toml(self):
+        import subprocess
+        version = subprocess.run(["bash", os.path.join(ROOT, "tools", "ort-version.sh")],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        self.assertRegex(version, r"^\d+\.\d+\.\d+$")
+        self.assertEqual(S.ort_version(), version)
+        self.assertEqual(S.ort_version_from_path(S.DEFAULT_ORT), version)
+
+    def test_torch_python_is_required_for_the_torch_side(self):
+        saved = os.environ.pop(S.TORCH_PYTHON_ENV, None)
+        try:
+            parser = S.build_parser()
+            args = ["--dawn-src", "d", "--pack", "p"]
+            self.assertIsNone(parser.parse_args(args).torch_python)
+            with self.assertRaises(SystemExit) as cm:
+                S.main(args)
+            self.assertIn("--torch-python", str(cm.exception))
+            os.environ[S.TORCH_PYTHON_ENV] = "/opt/torch/bin/python"
+            self.assertEqual(S.build_parser().parse_args(args).torch_python, "/opt/torch/bin/python")
+        finally:
+            os.environ.pop(S.TORCH_PYTHON_ENV, None)
+            if saved is not None:
+                os.environ[S.TORCH_PYTHON_ENV] = saved
+
     def test_machine_info_keys(self):
         m = S.machine_info("/nope/libonnxruntime.so.1.2.3")
         for k in ("cpu", "usable_cpus", "ram_mib", "kernel", "onnxruntime_ours"):
@@ -109,11 +132,11 @@ class MachineTest(unittest.TestCase):
     def test_heavy_pattern_uses_command_head(self):
         import re
         rx = re.compile(S.HEAVY_PATTERN)
-        heavy = ["/root/.cargo/bin/cargo build --release", "/x/rustc --crate-name gstdawn src/lib.rs",
-                 "/work/venv-export/bin/python -W ignore -m tools.export --dawn-src d",
-                 "/work/main/target/release/examples/render --image a",
-                 "/work/main/target/release/deps/bench-82813755a6f2b771 --model p"]
-        light = ['line_io_tools/binary_backend --uid 0 --env {"PATH": "/root/.cargo/bin:/usr/bin"}',
+        heavy = ["/home/u/.cargo/bin/cargo build --release", "/x/rustc --crate-name gstdawn src/lib.rs",
+                 "/opt/venv-export/bin/python -W ignore -m tools.export --dawn-src d",
+                 "/src/gst-dawn/target/release/examples/render --image a",
+                 "/src/gst-dawn/target/release/deps/bench-82813755a6f2b771 --model p"]
+        light = ['line_io_tools/binary_backend --uid 0 --env {"PATH": "/home/u/.cargo/bin:/usr/bin"}',
                  "/usr/bin/bash -c sleep 1", "/usr/bin/python3 -m http.server"]
         for c in heavy:
             self.assertTrue(rx.search(S.command_head(c)), c)
@@ -278,10 +301,7 @@ class TorchRefHelpersTest(unittest.TestCase):
                 w.setsampwidth(2)
                 w.setframerate(16000)
                 w.writeframes((16384).to_bytes(2, "little", signed=True) + (-32768).to_bytes(2, "little", signed=True))
-            try:
-                x, rate = T._read_wav(p)
-            except ImportError:
-                self.skipTest("numpy not installed")
+            x, rate = T._read_wav(p)
             self.assertEqual(rate, 16000)
             self.assertEqual(x.shape, (1, 2))
             self.assertEqual((x[0, 0], x[0, 1]), (0.5, -1.0))

@@ -7,9 +7,8 @@ import tempfile
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
-from tools.export import cli  # noqa: E402
+from tools.export import cli
 
 
 def fake_dawn_src(base):

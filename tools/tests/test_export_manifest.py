@@ -4,14 +4,12 @@ import copy
 import json
 import os
 import re
-import sys
 import tempfile
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
-from tools.export import TOOL, contract as C, manifest as M  # noqa: E402
+from tools.export import TOOL, contract as C, manifest as M
 
 
 def doc_example():

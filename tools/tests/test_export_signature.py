@@ -4,23 +4,18 @@ up to the resolution-dependent dims and Cs (no torch needed; onnx for the extrac
 import copy
 import json
 import os
-import sys
 import tempfile
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
 
-from tools.export import contract as C, manifest as M, signature as SIG  # noqa: E402
+from tools.export import contract as C, manifest as M, signature as SIG
 
 SIGNATURE_JSON = os.path.join(ROOT, "tests", "models", "signature.json")
 TINY_PACKS = [os.path.join(ROOT, "tests", "models", n) for n in ("tiny64", "tiny128")]
 
-try:
-    import onnx
-    from onnx import TensorProto, helper
-except ImportError:  # CI installs onnx; skip the extraction tests where it is absent
-    onnx = None
+import onnx
+from onnx import TensorProto, helper
 
 
 def load_reference():
@@ -88,7 +83,6 @@ class ReferenceSignatureTest(unittest.TestCase):
         self.assertTrue(any("unexpected output `prediction`" in p for p in probs))
 
 
-@unittest.skipIf(onnx is None, "onnx not installed")
 class ExtractionTest(unittest.TestCase):
     def test_fake_tiny_pack_matches_reference(self):
         for res, cs in ((64, 272), (256, 64), (128, 64)):

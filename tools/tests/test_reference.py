@@ -1,6 +1,6 @@
 """Tests of the independent Python reference (tools/reference/dawn_ref.py) and its goldens.
 
-Run from the repository root:  .venv/bin/python -m unittest discover -s tools/tests
+Run from the repository root:  .venv/bin/python -m unittest discover -s tools/tests -t .
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import filecmp
 import json
 import math
 import os
-import sys
 import tempfile
 import unittest
 
@@ -17,12 +16,12 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "tools", "reference"))
-import dawn_ref as ref  # noqa: E402
+
+from tools.reference import dawn_ref as ref
 
 F32 = np.float32
 
-# dawn-reference.md section 5.4: t, t_next, abar_prev[t], abar_prev[t_next], abar[t], sigma, c
+# The schedule of docs/streaming.md ("Schedule"): t, t_next, abar_prev[t], abar_prev[t_next], abar[t], sigma, c
 # (T = 1000, cosine s = 0.008, max_beta = 0.9999, m = 20, eta = 1).
 TABLE_5_4 = [
     (952, 904, 0.005585, 0.022217, 0.005356, 0.85795, 0.49164),
@@ -69,6 +68,19 @@ class ScheduleTest(unittest.TestCase):
         self.assertEqual(len(ref.ddim_pairs(1000, 1)), 1)
         with self.assertRaises(ValueError):
             ref.ddim_timesteps(1000, 1000)
+
+    def test_timesteps_equal_torch_for_every_step_count(self):
+        # tests/data/torch_ddim_timesteps.u16: torch.linspace(0, 1000, m + 2)[:-1].int() for
+        # m = 1..999 (tools/reference/torch_timesteps.py wrote it)
+        table = np.fromfile(os.path.join(REPO, "tests", "data", "torch_ddim_timesteps.u16"),
+                            dtype="<u2").astype(int)
+        self.assertEqual(table.size, sum(m + 1 for m in range(1, 1000)))
+        at = 0
+        for m in range(1, 1000):
+            want = table[at:at + m + 1][::-1].tolist()
+            at += m + 1
+            self.assertEqual(ref.ddim_timesteps(1000, m), want, f"{m} steps")
+        self.assertIn(499, ref.ddim_timesteps(1000, 25))
 
     def test_table_5_4(self):
         pairs = ref.ddim_pairs(1000, 20)
@@ -201,15 +213,49 @@ class AudioAndNoiseTest(unittest.TestCase):
         # silence stays finite thanks to eps
         self.assertTrue(np.all(ref.normalise_window(np.zeros(800, F32), 1e-7) == 0))
 
-    def test_hubert_index(self):
-        self.assertEqual(ref.hubert_index(8, 1280), 12)  # 2 * (8 - 2)
+    def test_two_rows_per_frame(self):
         plan = ref.plan_chunk(5, ref.StreamParams(8, 4, 3, 6, 2, 10), 47 * 640 + 317)
         Th = (plan.a1 - plan.a0 - 80) // 320
         H = np.arange(Th, dtype=F32)[None, :, None] * np.ones((1, 1, 4), F32)
         feats = ref.lookup_features(H, plan)
         self.assertEqual(sorted(feats), list(range(40, 47)))
-        self.assertEqual(float(feats[46][0]), 2 * (46 - 34))
+        self.assertEqual(float(feats[46][0]), 2 * (46 - 34))  # row 2 (k - a0 / 640)
         self.assertLess(2 * (46 - 34), Th)
+
+    def test_clip_alignment_equals_upstream_interp1d(self):
+        # upstream: interp1d(arange(Th), H, axis=0)(linspace(0, Th - 1, N)), here evaluated by
+        # hand for a whole-clip window (a0 = 0), one length per n mod 640 range.
+        rng = np.random.default_rng(5)
+        for r, th in ((41, 2 * 20 - 1), (250, 2 * 20), (600, 2 * 20 + 1)):
+            n = 20 * 640 + r
+            self.assertEqual(ref.hubert_rows(n), th)
+            plan = ref.plan_chunk(0, ref.StreamParams(32, 0, 0, 0, 13, 0), n)
+            H = rng.standard_normal((1, th, 8)).astype(F32)
+            feats = ref.lookup_features(H, plan, clip=n)
+            pos = np.linspace(0, th - 1, 20)
+            for k in range(20):
+                lo = min(int(np.floor(pos[k])), th - 2)
+                w = pos[k] - lo
+                want = (H[0, lo].astype(np.float64) * (1 - w)
+                        + H[0, lo + 1].astype(np.float64) * w).astype(F32)
+                np.testing.assert_allclose(feats[k], want, rtol=1e-6, atol=1e-7)
+            if r < 80:  # one row per 640 samples exactly: the live rule gives the same rows
+                live = ref.lookup_features(H, plan)
+                for k in range(20):
+                    np.testing.assert_allclose(feats[k], live[k], rtol=0, atol=1e-6)
+
+    def test_chunk_alignment_rule(self):
+        p = ref.StreamParams(C=5, L=3, R=2, Al=4, Ar=2, Lp=6)
+        n, planned = 16 * 640 + 450, 26 * 640 + 120
+        plans = ref.plan_chunks(p, n)
+        got = [ref.chunk_alignment(c, p, planned) for c in plans]
+        self.assertEqual(got, [planned, planned, n, n])  # cut by EOS from chunk 2 on
+        self.assertEqual([ref.chunk_alignment(c, p, None) for c in plans],
+                         [None, None, None, None])
+        one = ref.StreamParams(32, 0, 0, 0, 13, 0)
+        self.assertEqual([ref.chunk_alignment(c, one, None) for c in ref.plan_chunks(one, n)], [n])
+        # frames past the announced length: two rows per frame
+        self.assertIsNone(ref.chunk_alignment(plans[1], p, 8 * 640))
 
     def test_noise_reader(self):
         r = ref.NoiseReader(np.arange(10, dtype=F32))
@@ -346,21 +392,24 @@ class GoldenReproductionTest(unittest.TestCase):
     """make_golden.py run again must reproduce the committed files byte for byte."""
 
     def test_goldens_reproduce(self):
-        import make_golden
+        from tools.reference import make_golden
 
+        committed_cases = sorted(d for d in os.listdir(os.path.join(REPO, "tests", "golden"))
+                                 if os.path.isdir(os.path.join(REPO, "tests", "golden", d)))
+        self.assertEqual(committed_cases, sorted(make_golden.CASES))
         for name, case in make_golden.CASES.items():
             committed = os.path.join(REPO, "tests", "golden", name)
             with self.subTest(case=name):
-                if not _pack_available(case.pack):
-                    self.skipTest(f"onnxruntime or {case.pack} missing")
-                if not os.path.isfile(os.path.join(committed, "case.json")):
-                    self.skipTest(f"{committed} not generated yet")
+                self.assertTrue(_pack_available(case.pack),
+                                f"onnxruntime (tools/setup.sh) or {case.pack} missing")
+                self.assertTrue(os.path.isfile(os.path.join(committed, "case.json")),
+                                f"{committed} missing: run tools/reference/make_golden.py")
                 with open(os.path.join(committed, "case.json")) as fh:
                     recorded = json.load(fh).get("pack_sha256")
                 self.assertEqual(recorded, make_golden.pack_fingerprint(
                     os.path.join(REPO, case.pack)),
                     f"{case.pack} changed since {name} was written: rerun "
-                    "tools/reference/make_golden.py")
+                    "python -m tools.reference.make_golden")
                 with tempfile.TemporaryDirectory() as tmp:
                     make_golden.make_case(case, tmp)
                     fresh = os.path.join(tmp, name)

@@ -1,18 +1,16 @@
 """Checks of the tiny test model packs made by tools/tiny_pack.py.
 
-Run:  .venv/bin/python -m unittest discover -s tools/tests
+Run:  .venv/bin/python -m unittest discover -s tools/tests -t .
 
 The packs are generated afresh into a temporary directory; the committed copies in tests/models are
 checked to be byte-identical to them (so nobody edits the packs by hand or forgets to regenerate).
 The end-to-end check runs the whole DAWN pipeline of docs/streaming.md for one chunk (audio encoder
 -> PBNet -> condition -> 20-step DDIM with dynamic thresholding -> decoder) and requires the frames
-to look like the portrait. Real media from ../shared/assets is used when present; otherwise
-synthetic stand-ins are used, so the suite never depends on files outside the repository.
+to look like the portrait, on the real test recording and portrait in tests/data.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import struct
 import sys
@@ -26,18 +24,12 @@ import numpy as np
 import onnx
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("GST_DAWN_SHARED", ROOT.parent / "shared"))
-PORTRAIT_PNG = SHARED / "assets/faces/skimage_astronaut_128.png"
-SPEECH_WAV = SHARED / "assets/speech/codec2/speech_orig_16k.wav"
+PORTRAIT_PNG = ROOT / "tests/data/skimage_astronaut_128.png"
+SPEECH_WAV = ROOT / "tests/data/speech_orig_16k.wav"
 
-spec = importlib.util.spec_from_file_location("tiny_pack", ROOT / "tools/tiny_pack.py")
-tiny_pack = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(tiny_pack)
+from tools import tiny_pack
 
-try:
-    import onnxruntime as ort
-except ImportError:  # the generator itself only needs onnx + numpy
-    ort = None
+import onnxruntime as ort
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,28 +102,27 @@ def synthetic_portrait(res: int) -> np.ndarray:
 
 
 def portrait(res: int) -> tuple[np.ndarray, str]:
-    if PORTRAIT_PNG.is_file():
-        img = read_png_rgb(PORTRAIT_PNG)
-        if img is not None and img.shape[1] == 128:
-            if res == 64:
-                img = img.reshape(3, 64, 2, 64, 2).mean(axis=(2, 4))
-            if img.shape[1] == res:
-                return img.astype(np.float32), PORTRAIT_PNG.name
-    return synthetic_portrait(res), "synthetic portrait"
+    """The 128x128 test portrait as [3, res, res] in [0, 1] (box-filtered for res 64)."""
+    img = read_png_rgb(PORTRAIT_PNG) if PORTRAIT_PNG.is_file() else None
+    if img is None or img.shape != (3, 128, 128) or res not in (64, 128):
+        raise AssertionError(f"{PORTRAIT_PNG} must be an 8-bit RGB 128x128 PNG (the test portrait "
+                             f"of tests/data/README.md), wanted at {res}x{res}")
+    if res == 64:
+        img = img.reshape(3, 64, 2, 64, 2).mean(axis=(2, 4))
+    return img.astype(np.float32), PORTRAIT_PNG.name
 
 
 def speech(samples: int) -> tuple[np.ndarray, str]:
-    if SPEECH_WAV.is_file():
-        with wave.open(str(SPEECH_WAV)) as w:
-            if w.getframerate() == 16000 and w.getsampwidth() == 2 and w.getnchannels() == 1:
-                pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
-                if len(pcm) >= samples + 16000:
-                    return pcm[16000 : 16000 + samples], SPEECH_WAV.name  # skip the first second
-    t = np.arange(samples) / 16000
-    f0 = 120 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    env = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2  # syllable-rate loudness changes
-    sig = env * sum(np.sin(2 * np.pi * k * np.cumsum(f0) / 16000) / k for k in range(1, 12))
-    return sig.astype(np.float32), "synthetic voiced signal"
+    """`samples` of the 16 kHz test recording, from its second second on."""
+    if not SPEECH_WAV.is_file():
+        raise AssertionError(f"{SPEECH_WAV} missing (the test recording of tests/data/README.md)")
+    with wave.open(str(SPEECH_WAV)) as w:
+        fmt = (w.getframerate(), w.getsampwidth(), w.getnchannels())
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+    if fmt != (16000, 2, 1) or len(pcm) < samples + 16000:
+        raise AssertionError(f"{SPEECH_WAV}: expected 16 kHz 16-bit mono with at least "
+                             f"{samples + 16000} samples, got {fmt} with {len(pcm)}")
+    return pcm[16000 : 16000 + samples], SPEECH_WAV.name  # skip the first second
 
 
 def normalise(w: np.ndarray, eps: float = 1e-7) -> np.ndarray:
@@ -294,7 +285,6 @@ class StaticChecks(PackFixture):
                 self.assertEqual(signature(model.graph.output), want_out, f"{name}/{role} outputs")
 
 
-@unittest.skipIf(ort is None, "onnxruntime is not installed")
 class RuntimeChecks(PackFixture):
     @classmethod
     def setUpClass(cls):

@@ -1,34 +1,26 @@
 """Speed rewrites of the U-Net (tools/export/fast_unet.py) vs the upstream modules: same results up
-to float rounding. Needs torch and a DAWN-pytorch checkout (set DAWN_SRC); skipped otherwise:
+to float rounding (the torch suite: needs torch and DAWN_SRC).
 
-    DAWN_SRC=/path/to/DAWN-pytorch ~/venv-dawn-export/bin/python -m unittest tools/tests/test_export_fast_unet.py
+    DAWN_SRC=DAWN-pytorch python -m unittest tools.torch_tests.test_export_fast_unet
 """
 
 import copy
 import importlib
-import os
-import sys
 import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+from tools.torch_tests import preconditions
 
-DAWN_SRC = os.environ.get("DAWN_SRC")
-try:
-    import torch
-except ImportError:
-    torch = None
+torch = preconditions.torch()
 
 TOL = 2e-6  # relative to max |reference|; float32 rounding only
 
 
-@unittest.skipIf(torch is None or not DAWN_SRC, "needs torch and DAWN_SRC")
 class FastUnetTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         from tools.export import fast_unet, patches, upstream
 
-        upstream.add_dawn_src(DAWN_SRC)
+        upstream.add_dawn_src(preconditions.dawn_src())
         cls.FU, cls.P = fast_unet, patches
         cls.m = importlib.import_module(upstream.UNET_MODULE)
         torch.manual_seed(0)

@@ -1,4 +1,4 @@
-//! Cutting rectangles out of an image when they may extend past its border.
+//! Resampling image regions: cut-outs that may extend past the border (padded), and resizing.
 
 use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};

@@ -1,32 +1,24 @@
-"""Export-time patches vs upstream modules (needs torch and a DAWN-pytorch checkout: set
-DAWN_SRC; skipped otherwise, e.g. in CI). Run with the exporter's venv:
+"""Export-time patches vs upstream modules (the torch suite: needs torch and DAWN_SRC).
 
-    DAWN_SRC=/path/to/DAWN-pytorch ~/venv-dawn-export/bin/python -m unittest tools/tests/test_export_patches.py
+    DAWN_SRC=DAWN-pytorch python -m unittest tools.torch_tests.test_export_patches
 """
 
 import copy
 import importlib
 import os
-import sys
 import unittest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)
+from tools.torch_tests import preconditions
 
-DAWN_SRC = os.environ.get("DAWN_SRC")
-try:
-    import torch
-except ImportError:
-    torch = None
+torch = preconditions.torch()
 
 
-@unittest.skipIf(torch is None or not DAWN_SRC, "needs torch and DAWN_SRC")
 class PatchTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         from tools.export import patches, upstream
 
-        upstream.add_dawn_src(DAWN_SRC)
+        upstream.add_dawn_src(preconditions.dawn_src())
         cls.P = patches
         cls.U = upstream
         cls.m = importlib.import_module(upstream.UNET_MODULE)
@@ -86,8 +78,9 @@ class PatchTest(unittest.TestCase):
         self.assertLess(float((got - ref).abs().max()), 1e-4)
 
     def test_face_loc_reproduction_is_deterministic(self):
-        a, _ = self.U.build_flow_diffusion(os.path.abspath(DAWN_SRC), 128)
-        b, _ = self.U.build_flow_diffusion(os.path.abspath(DAWN_SRC), 256)
+        src = os.path.abspath(preconditions.dawn_src())
+        a, _ = self.U.build_flow_diffusion(src, 128)
+        b, _ = self.U.build_flow_diffusion(src, 256)
         for k, v in a.face_loc_emb.state_dict().items():
             self.assertTrue(torch.equal(v, b.face_loc_emb.state_dict()[k]), k)
 
