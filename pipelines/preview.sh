@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Preview window: speech (file, or the microphone) → avatar on screen, with the sound.
 #   pipelines/preview.sh PORTRAIT PACK [SPEECH_FILE]
-# The sound is split before its conversion to the avatar's 16 kHz and played in sync.
+# The sound comes from the element's audio_src pad (the audio it animates, 16 kHz mono),
+# released as the video covers it, so it plays in sync with no tee and no queue sizing.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 [ $# -ge 2 ] || die "usage: $0 PORTRAIT PACK [SPEECH_FILE]"
@@ -16,9 +17,7 @@ else
 fi
 sink="${DAWN_VIDEO_SINK:-autovideosink}"
 eval gst-launch-1.0 -e \
-  "$src" ! tee name=t \
-  t. ! queue ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! \
-    dawnavatar image="\"$image\"" model-path="\"$pack\"" ${DAWN_PROPS:-} ! \
+  "$src" ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! \
+    dawnavatar name=avatar image="\"$image\"" model-path="\"$pack\"" ${DAWN_PROPS:-} ! \
     videoconvert ! videoscale ! video/x-raw,width=512,height=512 ! "$sink" \
-  t. ! queue max-size-time=0 max-size-buffers=0 max-size-bytes=0 ! audioconvert ! \
-    audioresample ! "${DAWN_AUDIO_SINK:-autoaudiosink}"
+  avatar.audio_src ! queue ! audioconvert ! audioresample ! "${DAWN_AUDIO_SINK:-autoaudiosink}"

@@ -27,8 +27,11 @@ else
   src="${DAWN_AUDIO_SRC:-autoaudiosrc}"
 fi
 sink="${DAWN_VIDEO_SINK:-rtmp2sink location=\"$url\"}"
-# Video branch: the avatar. Audio branch: the source audio, straight to the muxer (to be fed
-# from the element's audio_src pad instead, once it has one).
+# Video branch: the avatar. Audio branch: the source's own sound (full band, its channels),
+# teed before the conversion to the avatar's 16 kHz mono; the element's audio_src pad would
+# carry that 16 kHz mono audio instead. The audio queue must be unbounded: the muxer waits for
+# video, which starts a chunk of audio after the sound does, and a bounded queue would fill
+# and block the tee (see docs/element.md, "The tee form").
 avatar="audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! \
   dawnavatar image=\"$image\" model-path=\"$pack\" output=portrait output-width=$w \
   output-height=$h ${DAWN_PROPS:-}"

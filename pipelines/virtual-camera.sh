@@ -32,14 +32,13 @@ latency_note
 sink="${DAWN_VIDEO_SINK:-v4l2sink device=$device sync=true}"
 sound=""
 if [ -n "${DAWN_AUDIO_SINK:-}" ]; then
-  # The sink plays each sample at its time + the pipeline latency: in sync with the camera.
-  sound="t. ! queue max-size-time=0 max-size-buffers=0 max-size-bytes=0 ! audioconvert ! \
-    audioresample ! $DAWN_AUDIO_SINK"
+  # The element's audio_src pad carries the audio it animates (16 kHz mono); the sink plays
+  # each sample at its time + the pipeline latency: in sync with the camera.
+  sound="avatar.audio_src ! queue ! audioconvert ! audioresample ! $DAWN_AUDIO_SINK"
 fi
 eval gst-launch-1.0 -e \
-  "${DAWN_AUDIO_SRC:-autoaudiosrc}" ! tee name=t \
-  t. ! queue ! audioconvert ! audioresample ! audio/x-raw,rate=16000,channels=1 ! \
-    dawnavatar image="\"$image\"" model-path="\"$pack\"" output=portrait output-width=$w \
+  "${DAWN_AUDIO_SRC:-autoaudiosrc}" ! audioconvert ! audioresample ! \
+    audio/x-raw,rate=16000,channels=1 ! dawnavatar name=avatar image="\"$image\"" model-path="\"$pack\"" output=portrait output-width=$w \
     output-height=$h ${DAWN_PROPS:-} ! \
     videoconvert ! videoscale ! video/x-raw,format=YUY2,width=$w,height=$h,pixel-aspect-ratio=1/1 ! \
     "$sink" "$sound"

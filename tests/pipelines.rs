@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use common::probe::*;
 use common::*;
 use gst::prelude::*;
-use serde_json::Value;
 
 /// The scripts load the plugin from disk: build the cdylib once for this test run.
 fn plugin_dir() -> PathBuf {

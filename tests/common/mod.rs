@@ -9,7 +9,6 @@ use std::time::Duration;
 use gst::prelude::*;
 
 pub mod probe;
-pub use probe::*;
 
 pub fn init() {
     static INIT: Once = Once::new();
