@@ -495,7 +495,7 @@ fn broken_files_give_clear_errors() {
     let missing = data("does-not-exist.png");
     let err = format!("{:#}", analyse_file(&missing, None, &opts(64)).unwrap_err());
     assert!(
-        err.contains("does-not-exist.png") && err.contains("No such file"),
+        err.contains("does-not-exist.png") && err.contains("does not exist"),
         "{err}"
     );
     // Trailing bytes after the end-of-image marker (e.g. a motion photo) are fine.

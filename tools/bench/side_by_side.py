@@ -7,8 +7,11 @@ One invocation runs, one after the other (never at the same time):
    seed, against the pack's ONNX graphs (so both sides run the very same weights);
 2. the PyTorch reference (``tools/bench/torch_ref.py``, a child process with the exporter's
    venv): upstream's inference path for one pass over all frames, timed per stage;
-3. our element (``target/release/examples/render``: speech -> dawnavatar -> x264 -> MP4), once
-   per ``--ours-variant``, parsing its ``SUMMARY`` line;
+3. our element, once per ``--ours-path`` and ``--ours-variant``: ``gst-launch`` runs it as a
+   user does, in a plain ``gst-launch-1.0`` pipeline with the release plugin (speech -> dawnavatar
+   -> raw video file; wall time, peak memory and the frame count of the file), ``render`` through
+   ``target/release/examples/render`` (speech -> dawnavatar -> x264 -> MP4, plus per-stage times
+   from its ``SUMMARY`` line);
 
 on the same portrait, the same audio cut to ``--seconds``, the same frame count and DDIM step
 count, and prints stage times, wall times, peak memory and the ratios ours/PyTorch, plus what
@@ -47,9 +50,10 @@ def ort_version():
 
 DEFAULT_ORT = os.path.join(ROOT, ".ort", "onnxruntime", "capi", f"libonnxruntime.so.{ort_version()}")
 DEFAULT_RENDER = os.path.join(ROOT, "target", "release", "examples", "render")
+DEFAULT_PLUGIN_DIR = os.path.join(ROOT, "target", "release")
 # Matched against "basename(argv[0]) argv[1] ... argv[5]" (not the whole command line: some
 # supervisors carry PATH, which mentions .cargo, in their arguments).
-HEAVY_PATTERN = (r"^(cargo|rustc|cc1|cc1plus|ld|render|bench|steps)(-[0-9a-f]+)?(\s|$)"
+HEAVY_PATTERN = (r"^(cargo|rustc|cc1|cc1plus|ld|render|bench|steps|gst-launch-1\.0)(-[0-9a-f]+)?(\s|$)"
                  r"|tools\.export|tools\.bench\.torch_ref")
 BUSY_CPU_SHARE = 0.3  # a process using more than this share of one CPU counts as heavy
 SAMPLES_PER_FRAME = 640  # 16 kHz / 25 fps
@@ -102,6 +106,21 @@ def variant_props(variant, frames):
     if variant == "one-pass":
         return [("chunk-frames", str(frames)), ("context-frames", "0"), ("lookahead-frames", "0")]
     raise ValueError(f"unknown ours variant {variant!r}")
+
+
+def gst_launch_command(clip, image, pack, props, out):
+    """The pipeline a user writes (the one in the README), the video written raw to ``out``
+    (I420) so the frames can be counted without a decoder."""
+    avatar = ["dawnavatar", f"model-path={pack}", f"image={image}"] + [f"{k}={v}" for k, v in props]
+    return (["gst-launch-1.0", "-q", "filesrc", f"location={clip}", "!", "decodebin", "!",
+             "audioconvert", "!", "audioresample", "!",
+             "audio/x-raw,format=F32LE,rate=16000,channels=1", "!"] + avatar +
+            ["!", "videoconvert", "!", "video/x-raw,format=I420", "!", "filesink", f"location={out}"])
+
+
+def i420_frames(path, res):
+    """Whole I420 frames of ``res`` x ``res`` in a raw file."""
+    return os.path.getsize(path) // (res * res * 3 // 2)
 
 
 def frames_for_samples(samples, rate):
@@ -521,6 +540,33 @@ def table(rows, ours_name="ours"):
 
 # ---------------------------------------------------------------------------------------- main
 
+def run_ours(path, name, props, clip, image, res, work, log_dir, env, args):
+    """One timed run of our element; returns its summary (process wall, peak RSS, frames, and
+    for ``render`` the per-stage times of its SUMMARY line)."""
+    log_path = os.path.join(log_dir, f"ours_{name.replace(':', '_')}.log")
+    if path == "gst-launch":
+        out = os.path.join(work, f"ours_{name.replace(':', '_')}.i420")
+        cmd = gst_launch_command(clip, os.path.abspath(image), os.path.abspath(args.pack), props, out)
+    else:
+        out = os.path.join(work, f"ours_{name.replace(':', '_')}.mp4")
+        cmd = [args.render, "--image", os.path.abspath(image), "--audio", clip, "--model",
+               os.path.abspath(args.pack), "--out", out]
+        for k, v in props:
+            cmd += ["--set", f"{k}={v}"]
+    rc, wall, maxrss, text, facts = measured_run(cmd, ROOT, env, log_path, args, log)
+    if rc != 0:
+        raise SystemExit(f"{name} failed (rc {rc}); see {log_path}")
+    if path == "gst-launch":
+        osum = {"frames": i420_frames(out, res), "peak_rss_mib": maxrss}
+        os.remove(out)
+    else:
+        osum = parse_tagged_json(text, "SUMMARY")
+        if osum is None:
+            raise SystemExit(f"render printed no SUMMARY; see {log_path}")
+    osum.update(process_wall_s=round(wall, 2), rusage_maxrss_mib=maxrss, **facts)
+    return osum
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="tools/bench/side_by_side.py",
@@ -537,6 +583,10 @@ def build_parser():
     p.add_argument("--ours-variant", action="append", choices=("default", "one-pass"),
                    help="our runs: default = the element's own chunking; one-pass = one chunk of all "
                         "frames, no context/look-ahead (upstream's work). Repeatable; default: default")
+    p.add_argument("--ours-path", action="append", choices=("gst-launch", "render"),
+                   help="how our element runs: gst-launch = a plain gst-launch-1.0 pipeline with the "
+                        "release plugin (what a user runs; wall and memory only), render = the render "
+                        "example (adds per-stage times). Repeatable; default: gst-launch")
     p.add_argument("--skip-torch", action="store_true")
     p.add_argument("--skip-ours", action="store_true")
     p.add_argument("--no-weight-check", action="store_true",
@@ -549,6 +599,8 @@ def build_parser():
     p.add_argument("--torch-max-frames", type=int, default=UPSTREAM_MAX_FRAMES,
                    help="upstream's max_n_frames (200; users raise it for longer clips, issue #11)")
     p.add_argument("--render", default=DEFAULT_RENDER, help="render example binary (cargo build --release --example render)")
+    p.add_argument("--plugin-dir", default=DEFAULT_PLUGIN_DIR,
+                   help="folder with libgstdawn.so for --ours-path gst-launch (cargo build --release)")
     p.add_argument("--ort-dylib", default=os.environ.get("ORT_DYLIB_PATH", DEFAULT_ORT))
     p.add_argument("--wait-idle", type=float, default=0, metavar="S",
                    help="opt-in: before each timed run wait up to S seconds for no other heavy process "
@@ -597,6 +649,7 @@ def main(argv=None):
         raise SystemExit(f"the PyTorch side needs a Python with torch: pass --torch-python PYTHON or set "
                          f"${TORCH_PYTHON_ENV} (the exporter's environment, docs/exporter.md), or use --skip-torch")
     variants = args.ours_variant or ["default"]
+    paths = args.ours_path or ["gst-launch"]
     try:
         user_props = parse_set(args.ours_set)
     except ValueError as e:
@@ -695,30 +748,29 @@ def main(argv=None):
     # 3. ours
     ours = []
     if not args.skip_ours:
-        if not os.path.exists(args.render):
+        if "render" in paths and not os.path.exists(args.render):
             raise SystemExit(f"{args.render} missing: cargo build --release --example render")
+        if "gst-launch" in paths and not os.path.exists(os.path.join(args.plugin_dir, "libgstdawn.so")):
+            raise SystemExit(f"{args.plugin_dir}/libgstdawn.so missing: cargo build --release")
         env_ours = dict(os.environ)
         if os.path.exists(args.ort_dylib):
             env_ours["ORT_DYLIB_PATH"] = args.ort_dylib
-        for i, variant in enumerate(variants):
+        env_ours["GST_PLUGIN_PATH"] = os.path.abspath(args.plugin_dir)
+        runs = [(path, variant) for path in paths for variant in variants]
+        for i, (path, variant) in enumerate(runs):
+            name = f"{path}:{variant}"
             props = merge_props([("execution-provider", "cpu"), ("sampling-steps", str(args.steps))],
                                 variant_props(variant, frames), user_props)
-            log(f"\n[3.{i + 1}] ours ({variant}): " + " ".join(f"{k}={v}" for k, v in props))
-            cmd = [args.render, "--image", os.path.abspath(image), "--audio", clip, "--model",
-                   os.path.abspath(args.pack), "--out", os.path.join(work, f"ours_{variant}.mp4")]
-            for k, v in props:
-                cmd += ["--set", f"{k}={v}"]
-            rc, wall, maxrss, out, facts = measured_run(cmd, ROOT, env_ours,
-                                                        os.path.join(log_dir, f"ours_{variant}.log"), args, log)
-            osum = parse_tagged_json(out, "SUMMARY")
-            if osum is None or rc != 0:
-                raise SystemExit(f"render failed (rc {rc}); see {log_dir}/ours_{variant}.log")
-            osum.update(variant=variant, props=dict(props), process_wall_s=round(wall, 2),
-                        rusage_maxrss_mib=maxrss, **facts)
+            log(f"\n[3.{i + 1}] ours ({name}): " + " ".join(f"{k}={v}" for k, v in props))
+            osum = run_ours(path, name, props, clip, image, res, work, log_dir, env_ours, args)
+            osum.update(variant=name, props=dict(props))
+            if osum["frames"] != frames:
+                raise SystemExit(f"{name} gave {osum['frames']} frames, expected {frames}")
             ours.append(osum)
             results["ours"] = ours
             save()
-            log(f"  done in {wall:.0f} s: engine {osum['engine_total_ms'] / 1000:.1f} s, peak RSS "
+            engine = f"engine {osum['engine_total_ms'] / 1000:.1f} s, " if "engine_total_ms" in osum else ""
+            log(f"  done in {osum['process_wall_s']:.0f} s: {engine}peak RSS "
                 f"{osum['peak_rss_mib']:.0f} MiB; other processes used {osum['others']['other_cpu_s']} CPU-s")
         results["ours"] = ours
 

@@ -1,6 +1,7 @@
 """tools/bench: the side-by-side driver's own logic (no torch, no GStreamer needed)."""
 
 import json
+import re
 import os
 import sys
 import tempfile
@@ -271,6 +272,26 @@ class PackTest(unittest.TestCase):
         a = S.build_parser().parse_args(["--dawn-src", "d", "--pack", "p", "--ours-variant", "one-pass",
                                          "--ours-set", "decoder-batch=8"])
         self.assertEqual((a.ours_variant, a.ours_set), (["one-pass"], ["decoder-batch=8"]))
+        self.assertIsNone(a.ours_path)  # main() takes gst-launch, the user's path
+        a = S.build_parser().parse_args(["--dawn-src", "d", "--pack", "p", "--ours-path", "render",
+                                         "--ours-path", "gst-launch"])
+        self.assertEqual(a.ours_path, ["render", "gst-launch"])
+
+    def test_gst_launch_command_is_the_users_pipeline(self):
+        cmd = S.gst_launch_command("c.wav", "/i.png", "/pack", [("sampling-steps", "20")], "/o.i420")
+        self.assertEqual(cmd[0], "gst-launch-1.0")
+        text = " ".join(cmd)
+        self.assertIn("filesrc location=c.wav ! decodebin ! audioconvert ! audioresample ! "
+                      "audio/x-raw,format=F32LE,rate=16000,channels=1 ! dawnavatar model-path=/pack "
+                      "image=/i.png sampling-steps=20 ! videoconvert", text)
+        self.assertTrue(text.endswith("filesink location=/o.i420"))
+        self.assertIsNotNone(re.match(S.HEAVY_PATTERN, "gst-launch-1.0 -q filesrc"))
+
+    def test_i420_frames(self):
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(b"\0" * (128 * 128 * 3 // 2 * 7 + 5))
+            f.flush()
+            self.assertEqual(S.i420_frames(f.name, 128), 7)
 
 
 class TorchRefHelpersTest(unittest.TestCase):
