@@ -89,7 +89,10 @@ def shape_mismatches(role, resolution, cs, shapes, sizes=None):
             if h is None:
                 return False
             if isinstance(w, int):
-                return h != w
+                # A symbolic dim where the contract fixes the size is one the tracer could not
+                # infer (torch names it after the op, e.g. `Wheredelta_dim_0`): unknown, like
+                # None. The stamp fixes it and the verifier checks the real output's size.
+                return isinstance(h, int) and h != w
             return sizes is None and isinstance(h, int)  # declared fixed, contract dynamic
 
         if len(have) != len(dims) or any(bad(h, w) for h, w in zip(have, dims)):
