@@ -31,8 +31,7 @@ else:
 result = unittest.TextTestRunner(verbosity=1).run(suite)
 with open(os.environ["NOT_RUN_LOG"], "a") as f:
     for test, reason in result.skipped:
-        f.write(f"  NOT RUN: {test.id()}: {reason}
-")
+        f.write(f"  NOT RUN: {test.id()}: {reason}\n")
 sys.exit(0 if result.wasSuccessful() else 1)
 PY
 }
