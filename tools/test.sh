@@ -17,6 +17,10 @@ bash tools/setup.sh
 
 echo "== cargo test"
 cargo test --all-targets 2>&1
+# The Python tests drive the example binaries (parity, bench): the test build above only makes
+# their test-harness variants.
+echo "== cargo build --examples"
+cargo build --examples 2>&1
 # Runs the unittest files given (or discovers the folder given) with the Python $1 and appends
 # "  NOT RUN: test id: reason" for every skipped test to $NOT_RUN_LOG.
 run_python_tests() {
