@@ -26,24 +26,7 @@ fn live_pipeline(
         data("skimage_astronaut_128.png").display()
     );
     let (pipeline, src) = appsrc_pipeline(&desc);
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    let pts = Arc::new(Mutex::new(Vec::new()));
-    let p2 = pts.clone();
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |s| {
-                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                p2.lock()
-                    .unwrap()
-                    .push(sample.buffer().unwrap().pts().unwrap());
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
+    let pts = collect_pts(&pipeline);
     let avatar = pipeline.by_name("avatar").unwrap();
     (pipeline, src, pts, avatar)
 }

@@ -164,6 +164,18 @@ fn portrait() -> String {
     data("mpl_grace_hopper.jpg").display().to_string()
 }
 
+/// The video stream of a tiny128 render: H.264, 128x128, 25 fps.
+fn h264_128_at_25fps(streams: &[serde_json::Value]) -> &serde_json::Value {
+    let v = stream(streams, "video");
+    assert_eq!(v["codec_name"], "h264");
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(128), Some(128))
+    );
+    assert_eq!(v["r_frame_rate"], "25/1");
+    v
+}
+
 #[test]
 fn render_file_to_mp4_in_sync() {
     let out = tmp("render.mp4");
@@ -176,13 +188,7 @@ fn render_file_to_mp4_in_sync() {
     ]);
     run(c, Duration::from_secs(240));
     let streams = ffprobe(&out);
-    let v = stream(&streams, "video");
-    assert_eq!(v["codec_name"], "h264");
-    assert_eq!(
-        (v["width"].as_u64(), v["height"].as_u64()),
-        (Some(128), Some(128))
-    );
-    assert_eq!(v["r_frame_rate"], "25/1");
+    let v = h264_128_at_25fps(&streams);
     assert_eq!(v["nb_read_frames"], "270", "10.8 s of speech → 270 frames");
     assert_eq!(stream(&streams, "audio")["codec_name"], "aac");
     assert_in_sync(&out);
@@ -439,13 +445,7 @@ fn say_renders_text_to_mp4_in_sync() {
     ]);
     run(c, Duration::from_secs(240));
     let streams = ffprobe(&out);
-    let v = stream(&streams, "video");
-    assert_eq!(v["codec_name"], "h264");
-    assert_eq!(
-        (v["width"].as_u64(), v["height"].as_u64()),
-        (Some(128), Some(128))
-    );
-    assert_eq!(v["r_frame_rate"], "25/1");
+    let v = h264_128_at_25fps(&streams);
     let a = stream(&streams, "audio");
     assert_eq!(a["codec_name"], "aac");
     assert_eq!(
